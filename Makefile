@@ -1,0 +1,42 @@
+# lifelong: the two quick-start commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint ui bench bench-quick clean-stores
+
+$(STAMP): pyproject.toml requirements.txt
+	@command -v $(PY) >/dev/null || { echo "lifelong needs $(PY) on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first: on these machines pip takes a local CPU build; on a GPU machine the CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install lifelong with its pinned stack
+
+demo: setup  ## the main job: 30 days of vic_elec through the daily DAG, then FordA -> FordB
+	$(BIN)/lifelong demo
+
+test: setup  ## lint and the whole test suite
+	$(BIN)/ruff check src dags tests bench
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src dags tests bench
+
+ui: setup  ## Airflow and MLflow UIs on 127.0.0.1
+	$(BIN)/lifelong ui
+
+bench: setup
+	$(BIN)/python -m bench.run --full
+
+bench-quick: setup
+	$(BIN)/python -m bench.run --quick
+
+clean-stores:  ## forget every run, model and data version of the embedded stores
+	rm -rf .lifelong data/vic_elec data/ford_engine data/vibration_sim

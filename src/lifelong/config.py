@@ -1,0 +1,357 @@
+"""Typed settings: ``params.yaml`` plus the environment, validated once.
+
+Two things configure lifelong:
+
+* :class:`Params`, read from ``params.yaml``: what the data sets, models, training,
+  strategies, gate and drift tests are. It is the file DVC tracks as parameters.
+* :class:`Settings`, read from the environment: *where* things live (project folder,
+  MLflow store, runtime folder, device). Production changes these, never ``params.yaml``.
+
+``params.yaml`` is parsed into frozen dataclasses by :func:`from_mapping`, which refuses
+an unknown key or a value of the wrong type with an error that names the key:
+
+>>> from_mapping(TrainSpec, {"epochs": "three"}, "models.demo.train")
+Traceback (most recent call last):
+...
+lifelong.config.ConfigError: models.demo.train.epochs: expected int, got str ('three')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from lifelong.errors import LifelongError
+
+
+class ConfigError(LifelongError, ValueError):
+    """params.yaml or the environment is invalid; the message names the key."""
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One data set: where it comes from and what a valid daily batch looks like."""
+
+    name: str
+    kind: Literal["forecast", "classify"]
+    # "package:vic_elec", "package:ford_engine", "synthetic:vibration", or a CSV/Parquet path
+    loader: str
+    timestamp: str = "timestamp"
+    # column holding the local calendar date a row belongs to (None: derive from timestamp)
+    date_column: str | None = None
+    features: tuple[str, ...] = ()
+    target: str | None = None
+    label: str | None = None
+    labels: tuple[int, ...] = ()
+    task_column: str | None = None
+    tasks: tuple[str, ...] = ()
+    frequency: str = "30min"
+    # allowed row counts for one day (e.g. 46, 48, 50 around daylight-saving changes)
+    rows_per_day: tuple[int, ...] = ()
+    # closed value ranges per column: {column: [low, high]}
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    max_file_mb: float = 200.0
+    # free-form loader options (seed, number of machine types, ...)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """What :func:`lifelong.learn.models.build_model` builds."""
+
+    type: Literal["cnn_forecaster", "cnn_classifier", "mlp_classifier"]
+    in_channels: int = 1
+    length: int = 96  # input window length (time steps)
+    out_dim: int = 1  # horizon for forecasters, number of classes for classifiers
+    channels: tuple[int, ...] = (16,)
+    kernel_size: int = 3
+    pool: int = 2
+    hidden: tuple[int, ...] = (64,)
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    # multiplicative decay per optimizer step, carried across daily updates, with a floor
+    lr_decay: float = 0.999
+    lr_floor: float = 1e-5
+    epochs: int = 5
+    batch_size: int = 64
+    grad_clip: float = 1.0
+    val_fraction: float = 0.2
+    patience: int = 2
+    seed: int = 0
+    amp: bool = False
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    name: Literal["naive", "ewc", "online_ewc", "lwf", "replay", "ewc+replay", "lwf+replay"] = "replay"
+    ewc_lambda: float = 100.0
+    # online EWC decay: F <- gamma * F_old + F_new
+    gamma: float = 1.0
+    fisher_variant: Literal["empirical", "exact"] = "empirical"
+    fisher_samples: int = 1024
+    lwf_alpha: float = 1.0
+    lwf_temperature: float = 2.0
+    replay_capacity: int = 2000
+    replay_policy: Literal["reservoir", "class_balanced"] = "reservoir"
+    replay_ratio: float = 0.5
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """Promotion thresholds, in the spirit of TFX's Evaluator.
+
+    ``value``: absolute bounds on candidate metrics, e.g. ``{"mae": {"max": 900}}``.
+    ``change``: allowed change against the champion, e.g. ``{"mae": {"max_increase_pct": 2}}``
+    or ``{"accuracy": {"max_drop": 0.05}}``.
+    """
+
+    value: dict[str, dict[str, float]] = field(default_factory=dict)
+    change: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    dataset: str
+    architecture: ArchitectureSpec
+    train: TrainSpec = field(default_factory=TrainSpec)
+    strategy: StrategySpec = field(default_factory=StrategySpec)
+    gate: GateSpec = field(default_factory=GateSpec)
+    # forecasters: how many days of history feed the first training and the evaluation window
+    warmup_days: int = 7
+    eval_days: int = 1
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    ks_alpha: float = 0.01
+    psi_threshold: float = 0.2
+    psi_severe: float = 0.5
+    # above this many rows a feature is tested with PSI, below with KS
+    ks_max_rows: int = 2000
+    reference_days: int = 14
+    error_z_drift: float = 3.0
+    error_z_severe: float = 6.0
+
+
+@dataclass(frozen=True)
+class Params:
+    datasets: dict[str, DatasetSpec]
+    models: dict[str, ModelSpec]
+    drift: DriftSpec = field(default_factory=DriftSpec)
+
+    def model(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise ConfigError(f"models.{name}: no such model (known: {', '.join(sorted(self.models))})")
+        return self.models[name]
+
+    def dataset(self, name: str) -> DatasetSpec:
+        if name not in self.datasets:
+            raise ConfigError(f"datasets.{name}: no such dataset (known: {', '.join(sorted(self.datasets))})")
+        return self.datasets[name]
+
+
+# --------------------------------------------------------------------------- loader
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert lists to tuples."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(arg, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches none of {tp}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: must be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, key)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} ({value!r})")
+        item_types = args if (len(args) != 2 or args[1] is not Ellipsis) else (args[0],) * len(value)
+        if len(item_types) != len(value):
+            raise ConfigError(f"{key}: expected {len(item_types)} items, got {len(value)}")
+        return tuple(_convert(t, v, f"{key}[{i}]") for i, (t, v) in enumerate(zip(item_types, value, strict=True)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} ({value!r})")
+        key_type, value_type = args
+        return {_convert(key_type, k, key): _convert(value_type, v, f"{key}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected float, got {type(value).__name__} ({value!r})")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected int, got {type(value).__name__} ({value!r})")
+        return value
+    if isinstance(tp, type):
+        if not isinstance(value, tp):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} ({value!r})")
+        return value
+    raise ConfigError(f"{key}: unsupported annotation {tp}")  # pragma: no cover - programming error
+
+
+def from_mapping(cls: type, data: Any, key: str) -> Any:
+    """Build the frozen dataclass ``cls`` from ``data``; errors name ``key.field``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key}: expected a mapping, got {type(data).__name__} ({data!r})")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}: unknown key (allowed: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], f"{key}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key}.{name}: required key is missing")
+    return cls(**kwargs)
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate the parsed YAML of params.yaml; names default to their mapping key."""
+    if not isinstance(raw, dict):
+        raise ConfigError("params.yaml: expected a mapping at the top level")
+    raw = dict(raw)
+    for section in ("datasets", "models"):
+        block = raw.get(section)
+        if not isinstance(block, dict):
+            raise ConfigError(f"{section}: required mapping is missing")
+        raw[section] = {
+            name: ({"name": name, **body} if isinstance(body, dict) else body) for name, body in block.items()
+        }
+    params: Params = from_mapping(Params, raw, "params")
+    for name, model in params.models.items():
+        if model.dataset not in params.datasets:
+            raise ConfigError(f"models.{name}.dataset: unknown dataset {model.dataset!r}")
+    return params
+
+
+def load_params(path: Path | None = None) -> Params:
+    """Read and validate ``params.yaml`` (default: the project's)."""
+    path = path or load_settings().params_path
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return parse_params(raw)
+
+
+def params_hash(spec: Any) -> str:
+    """A short stable hash of a spec (for lineage tags)."""
+    blob = json.dumps(to_jsonable(spec), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def to_jsonable(spec: Any) -> Any:
+    """A dataclass spec as plain JSON types (tuples become lists)."""
+    if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
+        return {f.name: to_jsonable(getattr(spec, f.name)) for f in dataclasses.fields(spec)}
+    if isinstance(spec, dict):
+        return {str(k): to_jsonable(v) for k, v in spec.items()}
+    if isinstance(spec, list | tuple):
+        return [to_jsonable(v) for v in spec]
+    return spec
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live. Every path is absolute.
+
+    ``project_dir`` holds params.yaml, data/, data.dvc and dvc.yaml (the git + DVC
+    workspace); ``home`` holds runtime state that is not versioned with git (MLflow's
+    embedded store, the Airflow home, the DVC remote, reports, the audit log).
+    """
+
+    project_dir: Path
+    home: Path
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: str
+    device: str
+
+    @property
+    def params_path(self) -> Path:
+        return self.project_dir / "params.yaml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.project_dir / "data"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.project_dir / "data" / "landing"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.project_dir / "data" / "quarantine"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.home / "audit.jsonl"
+
+    @property
+    def dvc_remote(self) -> Path:
+        return self.home / "dvc-remote"
+
+
+def load_settings(env: typing.Mapping[str, str] | None = None) -> Settings:
+    """Read settings from the environment (``LIFELONG_*``, ``MLFLOW_TRACKING_URI``).
+
+    Defaults are the embedded ones: the current directory as project, ``.lifelong/``
+    inside it as home, MLflow on SQLite in home, device chosen automatically.
+    """
+    env = os.environ if env is None else env
+    project_dir = Path(env.get("LIFELONG_PROJECT_DIR") or Path.cwd()).resolve()
+    home = Path(env.get("LIFELONG_HOME") or project_dir / ".lifelong").resolve()
+    tracking = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    artifacts = env.get("LIFELONG_ARTIFACT_ROOT") or (home / "mlartifacts").as_uri()
+    device = env.get("LIFELONG_DEVICE", "auto")
+    return Settings(project_dir, home, tracking, artifacts, device)

@@ -1,0 +1,31 @@
+"""The errors a user sees: one line, no traceback (the CLI and DAG tasks print ``str(exc)``)."""
+
+
+class LifelongError(Exception):
+    """Base class for errors that carry a clear, one-line message for the user."""
+
+    exit_code = 1
+
+
+class RefusedBatch(LifelongError):
+    """A batch failed validation (or could not be read) and was quarantined."""
+
+    exit_code = 3
+
+
+class StoreBusy(LifelongError):
+    """Another process holds the lock on a store (DVC workspace, registry)."""
+
+    exit_code = 4
+
+
+class StateError(LifelongError):
+    """A saved LearnerState is corrupt, incomplete or does not match the model spec."""
+
+    exit_code = 5
+
+
+class RegistryError(LifelongError):
+    """The model registry refused an operation (rollback target rejected, incomplete, ...)."""
+
+    exit_code = 6

@@ -1,0 +1,34 @@
+"""Shared fixtures: an isolated lifelong workspace per test.
+
+A workspace is a temporary project folder (params.yaml copied from the repo, its own
+``data/``, its own ``.lifelong/`` home with an embedded MLflow store and DVC remote), so
+tests never touch the user's stores and can run in any order.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Keep torch and BLAS to one thread: the suite must run on 2 cores next to Airflow.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh project folder with params.yaml; LIFELONG_* point at it."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO / "params.yaml", project / "params.yaml")
+    monkeypatch.setenv("LIFELONG_PROJECT_DIR", str(project))
+    monkeypatch.setenv("LIFELONG_HOME", str(project / ".lifelong"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("LIFELONG_DEVICE", "cpu")
+    monkeypatch.chdir(project)
+    return project
