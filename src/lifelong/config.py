@@ -140,6 +140,9 @@ class ModelSpec:
     # forecasters: how many days of history feed the first training and the evaluation window
     warmup_days: int = 7
     eval_days: int = 1
+    # the daily DAG's schedule window (ISO dates); catch-up runs every missed day in order
+    start_date: str = "2024-01-01"
+    end_date: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,11 @@ class DriftSpec:
     reference_days: int = 14
     error_z_drift: float = 3.0
     error_z_severe: float = 6.0
+    # PSI: quantile bins taken from the reference, additive smoothing of bin proportions
+    psi_bins: int = 10
+    psi_epsilon: float = 0.0001
+    # fewest past errors of the champion before its error on the new day is judged
+    error_min_history: int = 3
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,125 @@
+"""
+# lifelong task addition
+
+Triggered by hand (**Trigger DAG w/ config**): teach a classifier a new task (a new machine
+type, a new region) without forgetting the ones it knows. The form below is the interface:
+model, task, strategy, EWC lambda, epochs, replay size. Values are checked against a JSON
+schema before the run starts.
+
+| task | what it does |
+| --- | --- |
+| `validate_ingest` | Great Expectations validates the task's landing file; a failing batch is quarantined and the run stops. |
+| `consolidate` | The exact per-sample Fisher of the champion on its latest task, folded into the online Fisher; anchors move to the champion's weights. |
+| `learn_task` | Train on the new task with the chosen strategy (EWC penalty, LwF distillation, replay), on the `gpu` queue. |
+| `evaluate_all` | Accuracy on every task seen so far: the new row of the accuracy matrix (heatmap in MLflow). |
+| `gate` | Promote only if the new task is learned and no earlier task drops past its tolerance. |
+| `promote` / `reject` | Move the `champion` alias, or tag the candidate rejected with the reason. |
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from lifelong.airflow.runtime import call, project_env
+from lifelong.config import load_params
+from lifelong.pipeline import STRATEGIES
+
+project_env()
+_params = load_params()
+_classifiers = sorted(n for n, m in _params.models.items() if _params.dataset(m.dataset).kind == "classify")
+_tasks = sorted({t for m in _classifiers for t in _params.dataset(_params.models[m].dataset).tasks})
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # no path separators, no shell metacharacters
+
+
+@dag(
+    dag_id="lifelong_add_task",
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True},
+    tags=["lifelong", "task-addition"],
+    params={
+        "model": Param(
+            _classifiers[0] if _classifiers else "",
+            type="string",
+            enum=_classifiers or [""],
+            description="Model to extend (a classifier in params.yaml).",
+        ),
+        "task": Param(
+            _tasks[0] if _tasks else "",
+            type="string",
+            pattern=_NAME,
+            description="Task name, e.g. a machine type (letters, digits, _ . -).",
+        ),
+        "file": Param(
+            None,
+            type=["null", "string"],
+            pattern=r"^[^;&|`$<>]*$",
+            description="Landing file; default data/landing/<dataset>/<task>.parquet.",
+        ),
+        "strategy": Param(
+            "ewc+replay", type="string", enum=list(STRATEGIES), description="Continual-learning strategy."
+        ),
+        "ewc_lambda": Param(None, type=["null", "number"], minimum=0, description="EWC penalty weight."),
+        "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=1000, description="Training epochs."),
+        "replay_capacity": Param(
+            None, type=["null", "integer"], minimum=0, maximum=1_000_000, description="Replay buffer size."
+        ),
+    },
+)
+def lifelong_add_task():
+    from lifelong import pipeline
+
+    def _form() -> tuple[str, str, dict]:
+        p = get_current_context()["params"]
+        overrides = {k: p.get(k) for k in ("strategy", "ewc_lambda", "epochs", "replay_capacity")}
+        return p["model"], p["task"], overrides
+
+    @task
+    def validate_ingest() -> dict:
+        ctx = get_current_context()
+        model, name, _ = _form()
+        return call(pipeline.ingest_task, model, name, file=ctx["params"].get("file"), context=ctx)
+
+    @task(pool="lifelong_tasks")
+    def consolidate(ingest: dict) -> dict:
+        model, name, overrides = _form()
+        return call(pipeline.consolidate, model, name, overrides=overrides, context=get_current_context())
+
+    @task(queue="gpu", pool="lifelong_tasks")
+    def learn_task(consolidation: dict) -> dict:
+        model, name, overrides = _form()
+        return call(pipeline.learn_task, model, name, consolidation, overrides=overrides, context=get_current_context())
+
+    @task
+    def evaluate_all(candidate: dict) -> dict:
+        model, _, _ = _form()
+        return call(pipeline.evaluate_all, model, candidate, context=get_current_context())
+
+    @task.branch
+    def gate(evaluation: dict) -> str:
+        ctx = get_current_context()
+        model, _, _ = _form()
+        decision = call(pipeline.gate, model, evaluation, context=ctx)
+        ctx["ti"].xcom_push(key="decision", value=decision)
+        return "promote" if decision["approved"] else "reject"
+
+    @task(pool="lifelong_tasks")
+    def promote() -> dict:
+        ctx = get_current_context()
+        model, _, _ = _form()
+        return call(pipeline.promote, model, ctx["ti"].xcom_pull(task_ids="gate", key="decision"), context=ctx)
+
+    @task(pool="lifelong_tasks")
+    def reject() -> dict:
+        ctx = get_current_context()
+        model, _, _ = _form()
+        return call(pipeline.reject, model, ctx["ti"].xcom_pull(task_ids="gate", key="decision"), context=ctx)
+
+    gate(evaluate_all(learn_task(consolidate(validate_ingest())))) >> [promote(), reject()]
+
+
+lifelong_add_task()

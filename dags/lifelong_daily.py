@@ -1,0 +1,120 @@
+"""
+# lifelong daily update
+
+One DAG per forecasting model in `params.yaml` (`lifelong_daily__<model>`), run `@daily` with
+catch-up, one run at a time, in date order.
+
+| task | what it does |
+| --- | --- |
+| `validate_ingest` | Great Expectations validates the day's landing file; a failing batch is quarantined with its report and the run stops here (no retry). A good batch is appended to the DVC-versioned store. |
+| `check_drift` | KS / PSI per feature against the reference window, and the champion's error on the new day against its history. Severe drift is logged (a task addition may be due); it does not block. |
+| `update` | Test-then-train: the champion is updated on the previous day (plus replay), on the `gpu` queue, in the model's one-slot pool. Logged to MLflow as a candidate version. |
+| `evaluate` | Candidate and champion scored on the new day and on the retention set. |
+| `gate` | Promote only if no metric regresses past its tolerance in `params.yaml`. |
+| `promote` / `reject` | Move the `champion` alias (keeping `previous`), or tag the candidate rejected with the reason. |
+| `report` | Always runs: the day's summary under `.lifelong/reports/<model>/daily/`. |
+
+Nothing here holds logic: every task is one call into `lifelong.pipeline`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, dag, get_current_context, task
+
+from lifelong.airflow.runtime import call, project_env
+from lifelong.config import load_params
+
+DEFAULT_ARGS = {
+    "retries": 2,
+    "retry_delay": timedelta(seconds=20),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+
+def _date(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value).replace(tzinfo=None) if value else None
+
+
+def daily_dag(model: str, dataset: str, start: str, end: str | None):
+    data_asset = Asset(f"lifelong://data/{dataset}", group="lifelong-data")
+    model_asset = Asset(f"lifelong://models/{model}", group="lifelong-models")
+    pool = f"lifelong_{model}"
+
+    @dag(
+        dag_id=f"lifelong_daily__{model}",
+        schedule="@daily",
+        start_date=_date(start),
+        end_date=_date(end),
+        catchup=True,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        doc_md=__doc__,
+        tags=["lifelong", "daily", model],
+    )
+    def lifelong_daily():
+        from lifelong import pipeline
+
+        @task(outlets=[data_asset])
+        def validate_ingest() -> dict:
+            ctx = get_current_context()
+            return call(pipeline.validate_ingest, model, ctx["ds"], context=ctx)
+
+        @task
+        def check_drift(ingest: dict) -> dict:
+            ctx = get_current_context()
+            return call(pipeline.check_drift, model, ctx["ds"], context=ctx)
+
+        @task(queue="gpu", pool=pool)
+        def update(drift: dict) -> dict:
+            ctx = get_current_context()
+            return call(pipeline.update, model, ctx["ds"], drift=drift, context=ctx)
+
+        @task
+        def evaluate(candidate: dict) -> dict:
+            ctx = get_current_context()
+            return call(pipeline.evaluate, model, ctx["ds"], candidate, context=ctx)
+
+        @task.branch
+        def gate(evaluation: dict) -> str:
+            ctx = get_current_context()
+            decision = call(pipeline.gate, model, evaluation, context=ctx)
+            ctx["ti"].xcom_push(key="decision", value=decision)
+            return "promote" if decision["approved"] else "reject"
+
+        @task(pool=pool, outlets=[model_asset])
+        def promote() -> dict:
+            ctx = get_current_context()
+            decision = ctx["ti"].xcom_pull(task_ids="gate", key="decision")
+            return call(pipeline.promote, model, decision, context=ctx)
+
+        @task(pool=pool)
+        def reject() -> dict:
+            ctx = get_current_context()
+            decision = ctx["ti"].xcom_pull(task_ids="gate", key="decision")
+            return call(pipeline.reject, model, decision, context=ctx)
+
+        @task(trigger_rule="all_done", retries=0)
+        def report() -> dict:
+            ctx = get_current_context()
+            ti = ctx["ti"]
+            names = ["validate_ingest", "check_drift", "update", "evaluate", "promote", "reject"]
+            results = {name: ti.xcom_pull(task_ids=name) for name in names}
+            results["gate"] = ti.xcom_pull(task_ids="gate", key="decision")
+            return call(pipeline.report, model, ctx["ds"], results, context=ctx)
+
+        decided = gate(evaluate(update(check_drift(validate_ingest()))))
+        outcome = [promote(), reject()]
+        decided >> outcome
+        outcome >> report()
+
+    return lifelong_daily()
+
+
+project_env()
+_params = load_params()
+for _name, _spec in _params.models.items():
+    if _params.dataset(_spec.dataset).kind == "forecast":
+        globals()[f"lifelong_daily__{_name}"] = daily_dag(_name, _spec.dataset, _spec.start_date, _spec.end_date)

@@ -1,0 +1,118 @@
+"""The embedded Airflow: SQLite metadata DB, LocalExecutor, DAGs from this repo.
+
+``airflow_env`` is the whole configuration (environment variables, no airflow.cfg edits),
+so the CLI, the demo, ``make ui`` and the tests all start Airflow the same way.
+``run_dag`` runs DAG runs through Airflow itself (``dag.test``: the real task runner, XComs,
+branching, trigger rules, pools in the metadata DB) in one child process per batch of
+runs, so Airflow's start-up is paid once for many days.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from lifelong.config import Settings, load_params, load_settings
+from lifelong.errors import LifelongError
+
+REPO_DIR = Path(__file__).resolve().parents[3]
+DAGS_DIR = REPO_DIR / "dags"
+
+
+def airflow_env(settings: Settings | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for an embedded Airflow rooted at ``<home>/airflow``."""
+    settings = settings or load_settings()
+    home = settings.home / "airflow"
+    env = dict(os.environ if base is None else base)
+    env.setdefault("AIRFLOW_HOME", str(home))
+    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+    env.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+    env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS_DIR))
+    env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    env.setdefault("AIRFLOW__CORE__PARALLELISM", "2")
+    env.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True")
+    env.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    env.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(home / "passwords.json"))
+    env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+    env.setdefault("AIRFLOW__API__PORT", "8080")
+    env["LIFELONG_PROJECT_DIR"] = str(settings.project_dir)
+    env["LIFELONG_HOME"] = str(settings.home)
+    env.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
+    env.setdefault("PYTHONPATH", str(REPO_DIR / "src"))
+    return env
+
+
+def pools(settings: Settings | None = None) -> dict[str, str]:
+    """One single-slot pool per model (model-changing steps never overlap), plus task additions'."""
+    params = load_params((settings or load_settings()).params_path)
+    names = {f"lifelong_{name}": f"serializes changes to model {name}" for name in params.models}
+    names["lifelong_tasks"] = "serializes task additions"
+    return names
+
+
+def _airflow(args: Sequence[str], env: dict[str, str], log: Path) -> None:
+    with log.open("a") as out:
+        done = subprocess.run([sys.executable, "-m", "airflow", *args], env=env, stdout=out, stderr=out)
+    if done.returncode:
+        raise LifelongError(f"airflow {' '.join(args[:2])} failed (exit {done.returncode}); see {log}")
+
+
+def ensure_airflow(settings: Settings | None = None) -> dict[str, str]:
+    """Migrate the metadata DB (idempotent) and create the pools; return the environment."""
+    settings = settings or load_settings()
+    env = airflow_env(settings)
+    home = Path(env["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    log = settings.home / "logs" / "airflow-setup.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    marker = home / ".lifelong-ready"
+    if not marker.exists():
+        _airflow(["db", "migrate"], env, log)
+        for name, description in pools(settings).items():
+            _airflow(["pools", "set", name, "1", description], env, log)
+        marker.write_text("ok\n")
+    return env
+
+
+def run_dag(
+    dag_id: str,
+    logical_dates: Sequence[str | None],
+    *,
+    conf: dict | None = None,
+    settings: Settings | None = None,
+    on_result: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Run ``dag_id`` once per logical date (``None``: a manual run now), in order.
+
+    Returns one result per run: ``{"logical_date", "state", "tasks": {task_id: state}}``.
+    Airflow's own log goes to ``<home>/logs/<dag_id>.log``.
+    """
+    settings = settings or load_settings()
+    env = ensure_airflow(settings)
+    log = settings.home / "logs" / f"{dag_id}.log"
+    request = json.dumps({"dag_id": dag_id, "dates": list(logical_dates), "conf": conf})
+    cmd = [sys.executable, "-m", "lifelong.airflow.run_dags", request]
+    results = []
+    with log.open("a") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=out, text=True)
+        for result in _results(proc.stdout):
+            results.append(result)
+            if on_result:
+                on_result(result)
+        code = proc.wait()
+    if code:
+        raise LifelongError(f"running {dag_id} failed (exit {code}); see {log}")
+    return results
+
+
+def _results(lines: Iterator[str] | None) -> Iterator[dict]:
+    for line in lines or ():
+        if line.startswith(RESULT_PREFIX):
+            yield json.loads(line[len(RESULT_PREFIX) :])
+
+
+RESULT_PREFIX = "LIFELONG-RESULT "

@@ -1,0 +1,167 @@
+"""The main job: 30 days of ``vic_elec`` through the daily DAG, then FordA -> FordB.
+
+Run by ``make demo`` (``lifelong demo``). Everything goes through the real components:
+landing files, Airflow DAG runs (``dag.test`` on the embedded SQLite metadata DB), GX,
+DVC, MLflow. A second run continues where the first ended: it lands and runs the next
+days, and skips the task additions that the champion already knows.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import date, timedelta
+from typing import Any
+
+from lifelong.config import load_params, load_settings
+
+FORECASTER = "demand_forecaster"
+CLASSIFIER = "engine_classifier"
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _last_reported_day(model: str) -> date | None:
+    folder = load_settings().reports_dir / model / "daily"
+    days = sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+    return date.fromisoformat(days[-1]) if days else None
+
+
+def _outcome(result: dict) -> str:
+    tasks = result.get("tasks", {})
+    if tasks.get("validate_ingest") == "failed":
+        return "refused"
+    if tasks.get("promote") == "success":
+        return "promoted"
+    if tasks.get("reject") == "success":
+        return "rejected"
+    if tasks.get("update") == "skipped":
+        return "warming up"
+    return result.get("state", "?")
+
+
+def run_daily(days: int, start: date | None = None) -> list[dict]:
+    """Land ``days`` days of the forecaster's data and run the daily DAG for each, in order."""
+    from lifelong.airflow.embedded import run_dag
+    from lifelong.data import landing
+
+    params = load_params()
+    spec = params.model(FORECASTER)
+    last = _last_reported_day(FORECASTER)
+    first = start or (last + timedelta(days=1) if last else date.fromisoformat(spec.start_date))
+    _say(f"landing {days} days of {spec.dataset} from {first} ...")
+    landing.simulate(spec.dataset, first, days)
+    dates = [str(first + timedelta(days=i)) for i in range(days)]
+    rows: list[dict] = []
+
+    def show(result: dict) -> None:
+        summary = _day_summary(result["logical_date"])
+        rows.append(summary)
+        mae = f"{summary['mae']:.1f}" if summary.get("mae") is not None else "-"
+        _say(
+            f"  day {len(rows):>3}/{days}  {result['logical_date']}  {summary['outcome']:<11} MAE {mae:>8}"
+            f"  champion v{summary.get('champion') or '-'}"
+        )
+
+    _say(f"running lifelong_daily__{FORECASTER} for {days} days through Airflow ...")
+    run_dag(f"lifelong_daily__{FORECASTER}", dates, on_result=lambda r: show({**r, **_with_outcome(r)}))
+    return rows
+
+
+def _with_outcome(result: dict) -> dict:
+    return {"outcome": _outcome(result)}
+
+
+def _day_summary(day: str) -> dict:
+    path = load_settings().reports_dir / FORECASTER / "daily" / f"{day}.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    evaluation = report.get("evaluate") or {}
+    candidate = evaluation.get("candidate") or {}
+    gate = report.get("gate") or {}
+    outcome = "promoted" if report.get("promote") else "rejected" if report.get("reject") else "warming up"
+    if report.get("validate_ingest") is None:
+        outcome = "refused"
+    return {
+        "date": day,
+        "outcome": outcome,
+        "mae": candidate.get("mae"),
+        "champion_mae": (evaluation.get("champion") or {}).get("mae"),
+        "champion": report.get("champion"),
+        "reason": gate.get("reason"),
+    }
+
+
+def run_tasks(tasks: list[str], epochs: int | None) -> list[dict]:
+    """Land the classifier's tasks and run the task-addition DAG for each one not yet learned."""
+    from lifelong import registry
+    from lifelong.airflow.embedded import run_dag
+    from lifelong.data import landing
+
+    spec = load_params().model(CLASSIFIER)
+    landing.land_tasks(spec.dataset, tasks)
+    known: list[str] = []
+    champion = registry.champion(CLASSIFIER)
+    if champion:
+        known = registry.load_state_of(CLASSIFIER, champion).extra.get("tasks", [])
+    results = []
+    for task in tasks:
+        if task in known:
+            _say(f"  {CLASSIFIER} already knows {task}: skipped")
+            continue
+        _say(f"running lifelong_add_task for {task} ({spec.strategy.name}) through Airflow ...")
+        started = time.perf_counter()
+        conf = {"model": CLASSIFIER, "task": task, "strategy": spec.strategy.name, "epochs": epochs}
+        result = run_dag("lifelong_add_task", [None], conf=conf)[0]
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        _say(f"  {task}: {_outcome(result)} in {result['seconds']} s")
+        results.append(result)
+    return results
+
+
+def summary(daily: list[dict]) -> str:
+    """The closing table: days, promotions, rejections, MAE trend, accuracy matrix, where to look."""
+    from lifelong import registry
+
+    settings = load_settings()
+    lines = ["", "lifelong demo: summary", "=" * 60]
+    outcomes = [d["outcome"] for d in daily]
+    lines.append(
+        f"days run: {len(daily)}   promoted: {outcomes.count('promoted')}   "
+        f"rejected: {outcomes.count('rejected')}   warming up: {outcomes.count('warming up')}   "
+        f"refused: {outcomes.count('refused')}"
+    )
+    maes = [d for d in daily if d.get("mae") is not None]
+    if maes:
+        lines.append("MAE trend (candidate, next-day, MW):")
+        step = max(1, len(maes) // 10)
+        for d in maes[::step] + ([maes[-1]] if (len(maes) - 1) % step else []):
+            lines.append(f"  {d['date']}  {d['mae']:8.1f}  {d['outcome']}")
+    champion = registry.champion(CLASSIFIER)
+    if champion:
+        matrix = registry.read_json(CLASSIFIER, champion, "eval/accuracy_matrix.json")
+        lines.append(f"accuracy matrix of {CLASSIFIER} v{champion} (row: after learning; column: task):")
+        lines.append("  " + " " * 12 + "".join(f"{t:>9}" for t in matrix["tasks"]))
+        for task, row in zip(matrix["tasks"], matrix["acc_matrix"], strict=False):
+            lines.append(f"  {task:<12}" + "".join(f"{v:9.3f}" for v in row))
+    lines += [
+        "where to look:",
+        f"  MLflow:   {settings.mlflow_tracking_uri}  (make ui -> http://127.0.0.1:5000)",
+        "  Airflow:  make ui -> http://127.0.0.1:8080 (admin / see the printed password)",
+        f"  reports:  {settings.reports_dir}",
+        f"  history:  lifelong history {FORECASTER}",
+    ]
+    return "\n".join(lines)
+
+
+def main(days: int = 30, tasks: tuple[str, ...] = ("FordA", "FordB"), epochs: int | None = None) -> dict[str, Any]:
+    from lifelong.data import store
+
+    started = time.perf_counter()
+    store.ensure_repo()
+    daily = run_daily(days)
+    task_results = run_tasks(list(tasks), epochs)
+    print(summary(daily))
+    return {"days": len(daily), "tasks": len(task_results), "seconds": round(time.perf_counter() - started, 1)}
