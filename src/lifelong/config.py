@@ -65,6 +65,17 @@ class DatasetSpec:
     max_file_mb: float = 200.0
     # free-form loader options (seed, number of machine types, ...)
     options: dict[str, Any] = field(default_factory=dict)
+    # IANA time zone of the local calendar day (e.g. "Australia/Melbourne"); None: UTC.
+    # Naive timestamps are read as local time in this zone; the store keeps them in UTC.
+    timezone: str | None = None
+    # classify data sets: one row per sample; its id column, its train/test column, and the
+    # length every signal (each feature column holds one array per row) must have
+    id_column: str | None = None
+    split_column: str | None = None
+    signal_length: int | None = None
+    # column dtypes where the default is not wanted (features and targets default to float64,
+    # ids and labels to int64, timestamps to tz-aware, dates, tasks and splits to str)
+    dtypes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -163,10 +174,19 @@ class DriftSpec:
 
 
 @dataclass(frozen=True)
+class RunSpec:
+    """What ``dvc repro`` reproduces: one model, one logical date (dvc.yaml reads ``${run.*}``)."""
+
+    model: str = "demand_forecaster"
+    date: str = "2012-01-10"
+
+
+@dataclass(frozen=True)
 class Params:
     datasets: dict[str, DatasetSpec]
     models: dict[str, ModelSpec]
     drift: DriftSpec = field(default_factory=DriftSpec)
+    run: RunSpec = field(default_factory=RunSpec)
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
