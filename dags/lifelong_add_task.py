@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from lifelong.airflow.embedded import TASKS_POOL
 from lifelong.airflow.runtime import call, project_env
 from lifelong.config import load_params
 from lifelong.pipeline import STRATEGIES
@@ -84,12 +85,12 @@ def lifelong_add_task():
         model, name, _ = _form()
         return call(pipeline.ingest_task, model, name, file=ctx["params"].get("file"), context=ctx)
 
-    @task(pool="lifelong_tasks")
+    @task(pool=TASKS_POOL)
     def consolidate(ingest: dict) -> dict:
         model, name, overrides = _form()
         return call(pipeline.consolidate, model, name, overrides=overrides, context=get_current_context())
 
-    @task(queue="gpu", pool="lifelong_tasks")
+    @task(queue="gpu", pool=TASKS_POOL)
     def learn_task(consolidation: dict) -> dict:
         model, name, overrides = _form()
         return call(pipeline.learn_task, model, name, consolidation, overrides=overrides, context=get_current_context())
@@ -107,13 +108,13 @@ def lifelong_add_task():
         ctx["ti"].xcom_push(key="decision", value=decision)
         return "promote" if decision["approved"] else "reject"
 
-    @task(pool="lifelong_tasks")
+    @task(pool=TASKS_POOL)
     def promote() -> dict:
         ctx = get_current_context()
         model, _, _ = _form()
         return call(pipeline.promote, model, ctx["ti"].xcom_pull(task_ids="gate", key="decision"), context=ctx)
 
-    @task(pool="lifelong_tasks")
+    @task(pool=TASKS_POOL)
     def reject() -> dict:
         ctx = get_current_context()
         model, _, _ = _form()

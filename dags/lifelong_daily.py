@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, dag, get_current_context, task
 
+from lifelong.airflow.embedded import pool_name
 from lifelong.airflow.runtime import call, project_env
 from lifelong.config import load_params
 
@@ -41,7 +42,7 @@ def _date(value: str | None) -> datetime | None:
 def daily_dag(model: str, dataset: str, start: str, end: str | None):
     data_asset = Asset(f"lifelong://data/{dataset}", group="lifelong-data")
     model_asset = Asset(f"lifelong://models/{model}", group="lifelong-models")
-    pool = f"lifelong_{model}"
+    pool = pool_name(model)
 
     @dag(
         dag_id=f"lifelong_daily__{model}",

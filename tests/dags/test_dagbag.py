@@ -51,7 +51,7 @@ def test_daily_dag_shape(dagbag):
     assert {"validate_ingest", "check_drift", "update", "evaluate", "gate", "promote", "reject", "report"} <= ids
     update = dag.get_task("update")
     assert update.queue == "gpu"
-    assert update.pool == "lifelong_demand_forecaster"
+    assert update.pool == "lifelong__demand_forecaster"
     assert dag.get_task("report").trigger_rule == "all_done"
     assert dag.get_task("validate_ingest").outlets
 

@@ -46,12 +46,25 @@ def airflow_env(settings: Settings | None = None, base: dict[str, str] | None = 
     return env
 
 
+def pool_name(model: str) -> str:
+    """The one-slot pool that serializes every model-changing step of ``model``."""
+    return f"lifelong__{model}"
+
+
+TASKS_POOL = "lifelong__tasks"
+
+
 def pools(settings: Settings | None = None) -> dict[str, str]:
     """One single-slot pool per model (model-changing steps never overlap), plus task additions'."""
     params = load_params((settings or load_settings()).params_path)
-    names = {f"lifelong_{name}": f"serializes changes to model {name}" for name in params.models}
-    names["lifelong_tasks"] = "serializes task additions"
+    names = {pool_name(name): f"lifelong: model-changing steps of {name}" for name in params.models}
+    names[TASKS_POOL] = "lifelong: task additions, one at a time"
     return names
+
+
+def pools_json(settings: Settings | None = None) -> dict[str, dict]:
+    """The pools in the format of ``airflow pools import``."""
+    return {n: {"slots": 1, "description": d, "include_deferred": False} for n, d in pools(settings).items()}
 
 
 def _airflow(args: Sequence[str], env: dict[str, str], log: Path) -> None:
@@ -72,8 +85,9 @@ def ensure_airflow(settings: Settings | None = None) -> dict[str, str]:
     marker = home / ".lifelong-ready"
     if not marker.exists():
         _airflow(["db", "migrate"], env, log)
-        for name, description in pools(settings).items():
-            _airflow(["pools", "set", name, "1", description], env, log)
+        pools_file = home / "pools.json"
+        pools_file.write_text(json.dumps(pools_json(settings)))
+        _airflow(["pools", "import", str(pools_file)], env, log)
         marker.write_text("ok\n")
     return env
 
@@ -116,3 +130,9 @@ def _results(lines: Iterator[str] | None) -> Iterator[dict]:
 
 
 RESULT_PREFIX = "LIFELONG-RESULT "
+
+
+if __name__ == "__main__":
+    # `python -m lifelong.airflow.embedded pools`: the pools as `airflow pools import` JSON
+    if sys.argv[1:] == ["pools"]:
+        print(json.dumps(pools_json()))
