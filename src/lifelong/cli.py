@@ -26,8 +26,73 @@ def _print_json(value: Any) -> None:
 # ----------------------------------------------------------------- data commands (issue 3)
 
 
+def _date(text: str) -> Any:
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _simulate(args: argparse.Namespace) -> Any:
+    from lifelong.data import landing
+
+    if args.tasks is not None:
+        paths = landing.land_tasks(args.dataset, args.tasks or None, force=args.force)
+    elif args.start is None:
+        raise LifelongError("give --start and --days (forecast data) or --tasks (task data)")
+    else:
+        paths = landing.simulate(args.dataset, args.start, args.days, force=args.force)
+    return {"dataset": args.dataset, "files": [str(p) for p in paths]}
+
+
+def _ingest(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    from lifelong.data import store
+
+    file = Path(args.file) if args.file else None
+    return store.ingest(args.dataset, day=args.date, task=args.task, file=file).as_dict()
+
+
+def _data_checkout(args: argparse.Namespace) -> Any:
+    from lifelong.data import store
+
+    return store.checkout(args.version)
+
+
+def _data_status(args: argparse.Namespace) -> Any:
+    from lifelong.data import store
+
+    return store.status()
+
+
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
-    """simulate, ingest, data checkout."""
+    """simulate, ingest, data checkout, data status."""
+    p = sub.add_parser("simulate", help="cut the real data into landing files (one per day, or per task)")
+    p.add_argument("--dataset", required=True, help="data set name (a block of params.yaml)")
+    p.add_argument("--start", type=_date, help="first day, YYYY-MM-DD (forecast data)")
+    p.add_argument("--days", type=int, default=1, help="how many days (default 1)")
+    p.add_argument("--tasks", nargs="*", help="tasks to land (task data; none listed: every task)")
+    p.add_argument("--force", action="store_true", help="overwrite landing files whose content differs")
+    p.set_defaults(handler=_simulate)
+
+    p = sub.add_parser("ingest", help="validate a landed batch and store it as a new data version")
+    p.add_argument("--dataset", required=True, help="data set name (a block of params.yaml)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--date", type=_date, help="the logical day, YYYY-MM-DD (forecast data)")
+    which.add_argument("--task", help="the task (task data)")
+    p.add_argument("--file", help="the batch (default: its landing file under data/landing/<dataset>/)")
+    p.set_defaults(handler=_ingest)
+
+    p = sub.add_parser("data", help="the versioned data store")
+    data = p.add_subparsers(dest="data_command", required=True)
+    q = data.add_parser("checkout", help="restore exactly the rows of a recorded data version")
+    q.add_argument("--version", required=True, help="the data version (md5 in data.dvc, as ingest prints it)")
+    q.set_defaults(handler=_data_checkout)
+    q = data.add_parser("status", help="the current data version and what the store holds")
+    q.set_defaults(handler=_data_status)
 
 
 # ----------------------------------------------------------------- registry commands (issue 4)
@@ -35,6 +100,32 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 def _add_registry_commands(sub: argparse._SubParsersAction) -> None:
     """history, rollback."""
+    p = sub.add_parser("history", help="every promotion, rejection and rollback of a model, oldest first")
+    p.add_argument("model", help="registered model name (as in params.yaml)")
+    p.set_defaults(handler=_history)
+    p = sub.add_parser("rollback", help="point the champion alias back (default: at the previous champion)")
+    p.add_argument("model", help="registered model name (as in params.yaml)")
+    p.add_argument("--to", metavar="VERSION", help="the version to serve (default: the `previous` alias)")
+    p.add_argument("--reason", default="manual rollback", help="why; recorded in the audit history")
+    p.set_defaults(handler=_rollback)
+
+
+def _history(args: argparse.Namespace) -> Any:
+    from lifelong import registry
+
+    return registry.history(args.model)
+
+
+def _rollback(args: argparse.Namespace) -> Any:
+    import getpass
+
+    from lifelong import registry
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        user = "unknown"
+    return registry.rollback(args.model, to=args.to, trigger=f"cli:{user}", reason=args.reason)
 
 
 # ----------------------------------------------------------------- pipeline commands (issue 5)
@@ -51,6 +142,26 @@ def _add_task(args: argparse.Namespace) -> dict:
 
     overrides = {"strategy": args.strategy, "ewc_lambda": args.ewc_lambda, "epochs": args.epochs}
     return pipeline.run_task(args.model, args.task, file=args.file, overrides=overrides)
+
+
+def _step(args: argparse.Namespace) -> dict:
+    """One daily step, its input and output as JSON files (what dvc.yaml's stages run)."""
+    from pathlib import Path
+
+    from lifelong import pipeline
+
+    given = json.loads(Path(args.input).read_text()) if args.input else {}
+    if args.step == "validate":
+        result = pipeline.validate_ingest(args.model, args.date)
+    elif args.step == "update":
+        result = pipeline.update(args.model, args.date)
+    else:
+        result = pipeline.evaluate(args.model, args.date, given)
+        result = {**result["candidate"], **{f"champion_{k}": v for k, v in (result["champion"] or {}).items()}}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2, default=str))
+    return result
 
 
 def _demo(args: argparse.Namespace) -> dict:
@@ -85,6 +196,14 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--date", required=True, help="YYYY-MM-DD")
     p.add_argument("--file", help="landing file (default: the day's file under data/landing)")
     p.set_defaults(handler=_run_day)
+
+    p = sub.add_parser("step", help="one daily step with JSON files in and out (dvc.yaml stages)")
+    p.add_argument("step", choices=["validate", "update", "evaluate"])
+    p.add_argument("model")
+    p.add_argument("--date", required=True)
+    p.add_argument("--input", help="the previous step's JSON output")
+    p.add_argument("--out", help="write the result here as JSON")
+    p.set_defaults(handler=_step)
 
     p = sub.add_parser("add-task", help="teach a classifier a new task without Airflow")
     p.add_argument("model")

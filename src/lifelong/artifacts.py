@@ -1,0 +1,233 @@
+"""What one MLflow run holds, and how it is read back without trusting it.
+
+The fixed layout of a run's artifacts:
+
+* ``state/``: the LearnerState exactly as :func:`lifelong.learn.state.save_state` writes it
+  (tensors as safetensors, the rest as JSON); the run tag ``state_sha256`` maps each file
+  to its digest. Reading it back checks the file set and digests, then checks that every
+  ``.safetensors`` file *is* one (8-byte header length, JSON header) before
+  ``load_state`` parses anything: nothing read from the store is ever unpickled.
+* ``model/``: ``mlflow.pytorch.log_model`` in the ``pt2`` format (``torch.export``, a
+  graph, no pickle), with a signature, an input example and explicit pip requirements,
+  for MLflow serving only. lifelong never loads it.
+* ``plots/<name>.png``; params as dotted keys; per-epoch metrics with ``step=epoch``;
+  the training data as an MLflow dataset input whose source is the DVC location
+  (type ``dvc``) and whose digest is the data version.
+
+Functions here take an ``MlflowClient`` (and, for the fluent ``log_model`` /
+``log_input``, an active run); :mod:`lifelong.registry` decides when to call them.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lifelong.errors import RegistryError, StateError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from mlflow import MlflowClient
+
+    from lifelong.config import ArchitectureSpec
+    from lifelong.learn.state import LearnerState
+
+STATE_DIR, MODEL_DIR = "state", "model"
+# explicit, so MLflow never infers requirements (5-7 s a call, and it would pin the local +cpu build)
+PIP_REQUIREMENTS_PACKAGES = ("torch", "numpy", "safetensors")
+
+
+def digests(directory: Path) -> dict[str, str]:
+    """sha256 of every file under ``directory``, keyed by its relative POSIX path."""
+    return {
+        p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def upload_state(client: MlflowClient, run_id: str, state: LearnerState) -> dict[str, str]:
+    """``save_state`` into a temporary folder, upload it as ``state/``; return the file digests."""
+    from lifelong.learn.state import save_state
+
+    with tempfile.TemporaryDirectory(prefix="lifelong-state-") as tmp:
+        folder = Path(tmp) / STATE_DIR
+        save_state(state, folder)
+        manifest = digests(folder)
+        client.log_artifacts(run_id, str(folder), STATE_DIR)
+    client.set_tag(run_id, "state_sha256", json.dumps(manifest, sort_keys=True))
+    return manifest
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse anything but a safetensors file (8-byte header length, then a JSON header) before parsing it."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 2 <= length <= min(size - 8, 100_000_000):
+            raise StateError(f"{path.name}: not a safetensors file (refused; nothing was unpickled)")
+        try:
+            header = json.loads(fh.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise StateError(f"{path.name}: not a safetensors file (refused; nothing was unpickled)") from None
+    if not isinstance(header, dict):
+        raise StateError(f"{path.name}: not a safetensors file (refused; nothing was unpickled)")
+
+
+def verify_state(folder: Path, manifest: dict[str, str], where: str) -> None:
+    """The downloaded state is exactly what was uploaded, and every tensor file is safetensors."""
+    found = digests(folder)
+    if set(found) != set(manifest):
+        missing, extra = sorted(set(manifest) - set(found)), sorted(set(found) - set(manifest))
+        raise StateError(f"{where}: state files differ from the manifest (missing {missing}, unexpected {extra})")
+    for name, digest in manifest.items():
+        if found[name] != digest:
+            raise StateError(f"{where}: {name} does not match its recorded sha256 (tampered or corrupt)")
+    for name in manifest:
+        if name.endswith(".safetensors"):
+            check_safetensors(folder / name)
+
+
+def download_state(client: MlflowClient, run_id: str, arch: ArchitectureSpec | None, where: str) -> LearnerState:
+    """Download ``state/`` of a complete run, verify it, and rebuild the LearnerState from it."""
+    from lifelong.learn.state import load_state
+
+    run = client.get_run(run_id)
+    if run.data.tags.get("artifacts_complete") != "true":
+        raise RegistryError(f"{where}: its artifacts are incomplete (a crashed upload); refusing to load it")
+    try:
+        manifest = json.loads(run.data.tags["state_sha256"])
+    except (KeyError, json.JSONDecodeError):
+        raise StateError(f"{where}: no state manifest on run {run_id}") from None
+    with tempfile.TemporaryDirectory(prefix="lifelong-state-") as tmp:
+        folder = Path(client.download_artifacts(run_id, STATE_DIR, tmp))
+        verify_state(folder, manifest, where)
+        return load_state(folder, arch=arch)
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """Nested params as dotted keys.
+
+    >>> flatten({"model": {"train": {"lr": 0.1}}, "days": ["a", "b"]})
+    {'model.train.lr': '0.1', 'days': '["a", "b"]'}
+    """
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix}{key}."))
+        return out
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return {prefix.rstrip("."): text[:6000]}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def log_run_data(
+    client: MlflowClient, run_id: str, params: dict, metrics: dict[str, float], epochs: list[dict] | None = None
+) -> None:
+    """Params (flattened), final metrics (step 0) and per-epoch metrics (step = epoch), in few batches."""
+    from mlflow.entities import Metric, Param
+
+    now = int(time.time() * 1000)
+    items = [Param(k, v) for k, v in flatten(params).items()]
+    for start in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[start : start + 100])
+    points = [Metric(k, float(v), now, 0) for k, v in metrics.items() if _number(v)]
+    for i, record in enumerate(epochs or []):
+        step = int(record.get("epoch", i))
+        points += [Metric(k, float(v), now, step) for k, v in record.items() if k != "epoch" and _number(v)]
+    for start in range(0, len(points), 1000):
+        client.log_batch(run_id, metrics=points[start : start + 1000])
+
+
+def pip_requirements() -> list[str]:
+    """Pinned to the installed versions without local build tags (PyPI has no ``torch==2.13.0+cpu``)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name).split('+')[0]}" for name in PIP_REQUIREMENTS_PACKAGES]
+
+
+def log_model(state: LearnerState, input_example: np.ndarray) -> Any:
+    """The serving copy of the model: pt2 (torch.export, no pickle), with signature and example.
+
+    The example is tiled to a batch of two: torch.export turns a size-1 batch into a constant.
+    """
+    import mlflow
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    example = np.asarray(input_example, dtype=np.float32)
+    if example.shape[0] < 2:
+        example = np.concatenate([example, example])
+    model = copy.deepcopy(state.model).to("cpu").eval()
+    with torch.no_grad():
+        output = model(torch.from_numpy(example)).numpy()
+    return mlflow.pytorch.log_model(
+        model,
+        name=MODEL_DIR,
+        signature=infer_signature(example, output),
+        input_example=example,
+        pip_requirements=pip_requirements(),
+        serialization_format="pt2",
+        # pt2 ignores extra kwargs; skipping MLflow's reload-and-predict check saves ~0.5-1 s a call
+        validate_serving_input=False,
+    )
+
+
+def log_dataset(name: str, data_version: str, source: str, context: str) -> None:
+    """The training data as a dataset input of the active run (digest: the data version, at most 36 chars)."""
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+
+    dataset = MetaDataset(_dvc_source(source), name=name, digest=data_version[:36])
+    mlflow.log_input(dataset, context=context, tags={"data_version": data_version[:500]})
+
+
+def _dvc_source(uri: str) -> Any:
+    """An MLflow dataset source of type ``dvc`` (defined on first use: mlflow is imported lazily)."""
+    global _DVCSource
+    if _DVCSource is None:
+        from mlflow.data.dataset_source import DatasetSource
+
+        class DVCDatasetSource(DatasetSource):
+            """Training data kept by DVC; restore it with ``lifelong data checkout <data_version>``."""
+
+            def __init__(self, uri: str) -> None:
+                self.uri = uri
+
+            @staticmethod
+            def _get_source_type() -> str:
+                return "dvc"
+
+            def load(self) -> Any:
+                raise NotImplementedError("restore DVC data with `lifelong data checkout`")
+
+            @staticmethod
+            def _can_resolve(raw_source: Any) -> bool:
+                return isinstance(raw_source, str) and raw_source.startswith("dvc://")
+
+            @classmethod
+            def _resolve(cls, raw_source: Any) -> DVCDatasetSource:
+                return cls(raw_source)
+
+            def to_dict(self) -> dict[str, Any]:
+                return {"uri": self.uri}
+
+            @classmethod
+            def from_dict(cls, source_dict: dict[Any, Any]) -> DVCDatasetSource:
+                return cls(source_dict["uri"])
+
+        _DVCSource = DVCDatasetSource
+    return _DVCSource(uri)
+
+
+_DVCSource: Any = None

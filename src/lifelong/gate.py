@@ -1,0 +1,149 @@
+"""The champion/challenger gate: promote only if nothing regresses.
+
+In the spirit of TFX's Evaluator, a :class:`~lifelong.config.GateSpec` holds two kinds of
+threshold, both keyed by metric name (``mae``, ``retention_mae``, ``accuracy``,
+``retention_accuracy``, ``task_acc/<task>``; a key may be a glob such as ``task_acc/*``):
+
+* **value** thresholds bound the candidate alone: ``{"mae": {"max": 900}}``,
+  ``{"accuracy": {"min": 0.6}}``. They always apply, so the very first model is judged too.
+* **change** thresholds bound the candidate against the champion, measured on the same
+  data: ``max_increase_pct``, ``max_increase`` (for errors), ``max_drop``,
+  ``max_drop_pct`` (for accuracies; ``max_drop: 0.05`` is "no more than 5 points" for an
+  accuracy in [0, 1]). They apply only when there is a champion.
+
+A metric that a threshold needs but the candidate lacks, or that is NaN, fails its check:
+the gate refuses what it cannot verify. A champion metric the candidate lacks fails too
+(an earlier task silently dropped from the evaluation). A metric only the candidate has
+(a brand-new task) has nothing to be compared with and is not checked for change.
+
+>>> from lifelong.config import GateSpec
+>>> spec = GateSpec(value={"mae": {"max": 1500.0}}, change={"mae": {"max_increase_pct": 2.0}})
+>>> decide({"mae": 800.0}, None, spec).approved
+True
+>>> d = decide({"mae": 880.0}, {"mae": 800.0}, spec)
+>>> d.approved, d.reason
+(False, 'rejected: mae +10.00% > 2% allowed')
+>>> d.deltas
+{'mae': 80.0}
+>>> acc = GateSpec(change={"task_acc/*": {"max_drop": 0.05}})
+>>> decide({"task_acc/A": 0.80, "task_acc/B": 0.9}, {"task_acc/A": 0.90}, acc).reason
+'rejected: task_acc/A dropped 0.1 > 0.05 allowed'
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lifelong.config import ConfigError, GateSpec
+
+VALUE_BOUNDS = ("min", "max")
+CHANGE_BOUNDS = ("max_increase", "max_increase_pct", "max_drop", "max_drop_pct")
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """What the gate decided and why; ``to_json()`` fits an XCom."""
+
+    approved: bool
+    reason: str
+    deltas: dict[str, float] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _expand(pattern: str, names: set[str]) -> list[str]:
+    """A threshold key: itself, or every metric it matches when it is a glob."""
+    if any(ch in pattern for ch in "*?["):
+        return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+    return [pattern]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _value_check(metric: str, bound: str, limit: float, value: Any) -> dict[str, Any]:
+    check = {"metric": metric, "kind": "value", "bound": bound, "limit": limit, "value": value}
+    if not _finite(value):
+        return {**check, "passed": False, "detail": f"{metric} is {'missing' if value is None else value}"}
+    ok = value >= limit if bound == "min" else value <= limit
+    op = (">=" if ok else "<") if bound == "min" else ("<=" if ok else ">")
+    return {**check, "passed": ok, "detail": f"{metric} {_fmt(value)} {op} {bound} {_fmt(limit)}"}
+
+
+def _change(bound: str, cand: float, champ: float) -> tuple[float, str]:
+    """The measured change for ``bound`` and how to print it."""
+    if bound == "max_increase":
+        return cand - champ, f"grew {_fmt(cand - champ)}"
+    if bound == "max_drop":
+        return champ - cand, f"dropped {_fmt(champ - cand)}"
+    diff = cand - champ if bound == "max_increase_pct" else champ - cand
+    pct = 0.0 if diff == 0 else (math.inf if champ == 0 else 100.0 * diff / abs(champ))
+    if bound == "max_increase_pct":
+        return pct, f"{pct:+.2f}%"
+    return pct, f"dropped {pct:.2f}%"
+
+
+def _change_check(metric: str, bound: str, limit: float, cand: Any, champ: Any) -> dict[str, Any]:
+    check = {"metric": metric, "kind": "change", "bound": bound, "limit": limit, "value": cand, "champion": champ}
+    if not _finite(cand):
+        return {**check, "passed": False, "detail": f"{metric} is {'missing' if cand is None else cand}"}
+    change, text = _change(bound, float(cand), float(champ))
+    unit = "%" if bound.endswith("_pct") else ""
+    ok = change <= limit
+    return {
+        **check,
+        "change": change,
+        "passed": ok,
+        "detail": f"{metric} {text} {'<=' if ok else '>'} {_fmt(limit)}{unit} allowed",
+    }
+
+
+def _validate(gate: GateSpec) -> None:
+    for section, allowed in (("value", VALUE_BOUNDS), ("change", CHANGE_BOUNDS)):
+        for metric, bounds in getattr(gate, section).items():
+            for bound in bounds:
+                if bound not in allowed:
+                    raise ConfigError(f"gate.{section}.{metric}.{bound}: unknown bound (allowed: {', '.join(allowed)})")
+
+
+def decide(candidate: dict[str, float], champion: dict[str, float] | None, gate: GateSpec) -> GateDecision:
+    """Judge ``candidate`` metrics against value thresholds and, if there is a champion, change thresholds.
+
+    Both metric dicts must come from the same evaluation data (held-out window and retention set).
+    """
+    _validate(gate)
+    checks: list[dict[str, Any]] = []
+    for pattern, bounds in gate.value.items():
+        for metric in _expand(pattern, set(candidate)):
+            for bound, limit in bounds.items():
+                checks.append(_value_check(metric, bound, limit, candidate.get(metric)))
+    if champion is not None:
+        for pattern, bounds in gate.change.items():
+            for metric in _expand(pattern, set(champion)):
+                if not _finite(champion.get(metric)):
+                    continue  # the champion was never measured on it: nothing to regress from
+                for bound, limit in bounds.items():
+                    checks.append(_change_check(metric, bound, limit, candidate.get(metric), champion[metric]))
+    deltas = {
+        k: float(candidate[k]) - float(champion[k])
+        for k in sorted(set(candidate) & set(champion or {}))
+        if _finite(candidate[k]) and _finite(champion[k])  # type: ignore[index]
+    }
+    failed = [c for c in checks if not c["passed"]]
+    if failed:
+        reason = "rejected: " + "; ".join(c["detail"] for c in failed)
+    elif checks:
+        reason = "approved: " + "; ".join(c["detail"] for c in checks)
+    else:
+        reason = "approved: no thresholds apply" + ("" if champion is not None else " (first model)")
+    return GateDecision(approved=not failed, reason=reason, deltas=deltas, checks=checks)

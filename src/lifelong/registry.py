@@ -1,0 +1,481 @@
+"""MLflow: runs, artifacts, plots, lineage tags, model versions, aliases, gate, rollback.
+
+Every model change is one MLflow run in the experiment named after the model, and one
+registered model version. The alias ``champion`` is the one thing that says which version
+serves; ``previous`` names the one it replaced. Aliases, never the deprecated stages.
+
+What a run holds (state, model, plots, params, metrics, dataset input) and how it is read
+back safely is :mod:`lifelong.artifacts`; the gate's decision is :mod:`lifelong.gate`; the
+audit log of champion changes is :mod:`lifelong.audit`.
+
+Crash safety: a version is registered only after everything is uploaded, and tagged
+``artifacts_complete=true`` last, after the upload was listed back. Only complete,
+approved versions can become ``champion``; promotion tags the version approved *before*
+moving the alias, so ``champion`` always names a complete, approved version whatever
+step a crash interrupts. Retries are idempotent: ``log_candidate`` is keyed by
+``run_key``, audit events by what they record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lifelong import artifacts, audit
+from lifelong.config import load_settings
+from lifelong.errors import RegistryError
+from lifelong.gate import GateDecision, decide
+
+if TYPE_CHECKING:
+    import numpy as np
+    from matplotlib.figure import Figure
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from lifelong.config import ArchitectureSpec
+    from lifelong.learn.state import LearnerState
+
+__all__ = [
+    "Candidate", "GateDecision", "Lineage", "champion", "decide", "find_candidate", "git_commit", "history",
+    "load_state_from_run", "load_state_of", "log_candidate", "log_figures", "log_json", "log_metrics",
+    "log_state_run", "promote", "read_json", "reject", "rollback",
+]  # fmt: skip
+
+CHAMPION, PREVIOUS = "champion", "previous"
+STATE_DIR, MODEL_DIR = artifacts.STATE_DIR, artifacts.MODEL_DIR
+_SAFE = re.compile(r"^[A-Za-z0-9_.:/@+=-]{1,250}$")
+
+
+# --------------------------------------------------------------------------- lineage
+
+
+def git_commit(path: str | Path | None = None) -> str:
+    """``git rev-parse HEAD`` of the code directory; ``LIFELONG_GIT_COMMIT`` overrides; "unknown" without git."""
+    if os.environ.get("LIFELONG_GIT_COMMIT"):
+        return os.environ["LIFELONG_GIT_COMMIT"]
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a model came from; tagged on its run and its version.
+
+    >>> Lineage("vic_elec", "ab12", "f00d", "c0ffee", "cpu", try_number=2).tags()["try_number"]
+    '2'
+    """
+
+    dataset: str
+    data_version: str
+    git_commit: str
+    params_hash: str
+    device: str
+    dag_id: str | None = None
+    dag_run_id: str | None = None
+    logical_date: str | None = None
+    try_number: int | None = None
+
+    def tags(self) -> dict[str, str]:
+        return {f.name: str(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    model_name: str
+    version: str
+    run_id: str
+
+
+# --------------------------------------------------------------------------- store access
+
+
+def _client() -> MlflowClient:
+    """A client on the configured store; also points the fluent API (``log_model``) at it."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in task logs
+    settings = load_settings()
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # set_*_uri also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI, which load_settings() reads first:
+    # put the environment back so a later change of LIFELONG_HOME in this process is still honoured
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    return mlflow.MlflowClient(uri, uri)
+
+
+def _experiment(client: MlflowClient, name: str) -> str:
+    """The experiment ``name`` (created under the configured artifact root if missing)."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        root = load_settings().mlflow_artifact_root.rstrip("/")
+        try:
+            return client.create_experiment(name, artifact_location=f"{root}/{name}")
+        except MlflowException:  # another worker created it meanwhile
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if found.lifecycle_stage == "deleted":
+        client.restore_experiment(found.experiment_id)
+    return found.experiment_id
+
+
+def _check(what: str, value: str) -> str:
+    if not _SAFE.match(value):
+        raise RegistryError(f"{what} {value!r}: use letters, digits and _.:/@+=- only (at most 250)")
+    return value
+
+
+def _version(client: MlflowClient, model_name: str, version: str | int) -> ModelVersion:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(model_name, str(version))
+    except MlflowException:
+        raise RegistryError(f"{model_name} v{version}: no such model version") from None
+
+
+def _complete(mv: ModelVersion) -> bool:
+    return mv.tags.get("artifacts_complete") == "true"
+
+
+def _alias(client: MlflowClient, model_name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model_name, alias).version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def champion(model_name: str) -> str | None:
+    """The version the ``champion`` alias names (None before the first promotion)."""
+    return _alias(_client(), _check("model", model_name), CHAMPION)
+
+
+def load_state_of(model_name: str, version: str | int) -> LearnerState:
+    """The LearnerState of a registered version, verified; refuses incomplete versions; never unpickles."""
+    client = _client()
+    mv = _version(client, _check("model", model_name), version)
+    if not _complete(mv):
+        raise RegistryError(f"{model_name} v{version}: its artifacts are incomplete; refusing to load it")
+    return artifacts.download_state(client, mv.tags.get("run_id") or mv.run_id, None, f"{model_name} v{version}")
+
+
+def load_state_from_run(run_id: str, arch: ArchitectureSpec | None = None) -> LearnerState:
+    """The LearnerState logged by a run (e.g. :func:`log_state_run`), verified as in :func:`load_state_of`."""
+    return artifacts.download_state(_client(), run_id, arch, f"run {run_id}")
+
+
+def log_metrics(run_id: str, metrics: dict[str, float]) -> None:
+    """Add final metrics to a run (e.g. the evaluation, after the candidate was logged)."""
+    artifacts.log_run_data(_client(), run_id, {}, metrics)
+
+
+def log_figures(run_id: str, figures: dict[str, Figure]) -> None:
+    """Log figures as ``plots/<name>.png``."""
+    client = _client()
+    for name, fig in figures.items():
+        client.log_figure(run_id, fig, f"plots/{_check('plot', name)}.png")
+
+
+def log_json(run_id: str, obj: Any, artifact_path: str) -> None:
+    _client().log_dict(run_id, obj, _check("artifact path", artifact_path))
+
+
+def read_json(model_name: str, version: str | int, artifact_path: str) -> Any:
+    """A JSON artifact of a version's run (e.g. ``eval/accuracy_matrix.json``)."""
+    client = _client()
+    mv = _version(client, _check("model", model_name), version)
+    with tempfile.TemporaryDirectory(prefix="lifelong-json-") as tmp:
+        try:
+            path = client.download_artifacts(mv.run_id, _check("artifact path", artifact_path), tmp)
+        except Exception:  # noqa: BLE001 - MLflow raises OSError or MlflowException depending on the store
+            raise RegistryError(f"{model_name} v{version}: no artifact {artifact_path}") from None
+        return json.loads(Path(path).read_text())
+
+
+# --------------------------------------------------------------------------- candidates
+
+
+def _versions_with_key(client: MlflowClient, model_name: str, run_key: str) -> list[ModelVersion]:
+    """Versions registered for ``run_key``, oldest first (none when the model is not registered yet)."""
+    found = client.search_model_versions(f"name = '{model_name}' and tags.run_key = '{run_key}'", max_results=100)
+    return sorted(found, key=lambda mv: int(mv.version))
+
+
+def _usable(mv: ModelVersion) -> bool:
+    return _complete(mv) and mv.tags.get("validation_status") != "abandoned"
+
+
+def _candidate_info(mv: ModelVersion) -> dict[str, Any]:
+    tags = mv.tags
+    return {
+        "model": mv.name,
+        "version": str(mv.version),
+        "run_id": tags.get("run_id") or mv.run_id,
+        "kind": tags.get("kind"),
+        "run_key": tags.get("run_key"),
+        "data_version": tags.get("data_version"),
+        "validation_status": tags.get("validation_status"),
+    }
+
+
+def find_candidate(model_name: str, run_key: str) -> dict[str, Any] | None:
+    """The complete version an earlier try of ``run_key`` registered, as small JSON; None if there is none."""
+    client = _client()
+    usable = [
+        mv for mv in _versions_with_key(client, _check("model", model_name), _check("run key", run_key)) if _usable(mv)
+    ]
+    return _candidate_info(usable[-1]) if usable else None
+
+
+def log_candidate(
+    model_name: str,
+    state: LearnerState,
+    *,
+    params: dict,
+    metrics: dict[str, float],
+    epoch_metrics: list[dict],
+    plots: dict[str, Figure],
+    lineage: Lineage,
+    dataset_source: str,
+    input_example: np.ndarray,
+    run_key: str,
+    kind: str = "update",
+) -> Candidate:
+    """Log one model change as an MLflow run and register it as a ``pending`` version of ``model_name``.
+
+    Idempotent per ``run_key``: a retry returns the complete version an earlier try made; the
+    incomplete leftovers of a crashed try are tagged ``validation_status=abandoned``.
+    """
+    import mlflow
+
+    client = _client()
+    _check("model", model_name)
+    _check("run key", run_key)
+    earlier = _versions_with_key(client, model_name, run_key)
+    usable = [mv for mv in earlier if _usable(mv)]
+    if usable:
+        return Candidate(model_name, str(usable[-1].version), usable[-1].tags.get("run_id") or usable[-1].run_id)
+    for mv in earlier:
+        client.set_model_version_tag(model_name, mv.version, "validation_status", "abandoned")
+    started = time.perf_counter()
+    tags = {**lineage.tags(), "run_key": run_key, "kind": kind, "model": model_name}
+    with mlflow.start_run(
+        experiment_id=_experiment(client, model_name), run_name=f"{kind} {run_key}", tags=tags
+    ) as run:
+        run_id = run.info.run_id
+        artifacts.log_run_data(client, run_id, params, metrics, epoch_metrics)
+        digests = artifacts.upload_state(client, run_id, state)
+        for name, fig in plots.items():
+            client.log_figure(run_id, fig, f"plots/{_check('plot', name)}.png")
+        artifacts.log_dataset(lineage.dataset, lineage.data_version, dataset_source, "training")
+        info = artifacts.log_model(state, input_example)
+        _verify_upload(client, run_id, digests)
+        log_seconds = time.perf_counter() - started
+        client.log_metric(run_id, "registry_log_s", log_seconds)
+        client.set_tag(run_id, "artifacts_complete", "true")
+        mv = _register(client, model_name, info.model_uri, run_id, {**tags, "state_sha256": json.dumps(digests)})
+    return Candidate(model_name, str(mv.version), run_id)
+
+
+def _verify_upload(client: MlflowClient, run_id: str, digests: dict[str, str]) -> None:
+    """List the uploaded state and model back before anything calls them complete."""
+    stored = {Path(f.path).relative_to(STATE_DIR).as_posix() for f in client.list_artifacts(run_id, STATE_DIR)}
+    model_files = {Path(f.path).name for f in client.list_artifacts(run_id, MODEL_DIR)}
+    if not set(digests) <= stored or "MLmodel" not in model_files:
+        raise RegistryError(f"run {run_id}: upload incomplete (state {sorted(stored)}, model {sorted(model_files)})")
+
+
+def _register(client: MlflowClient, model_name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> ModelVersion:
+    """Register the version, tag it, and mark it complete LAST (a crash before leaves it unusable)."""
+    import mlflow
+
+    run = client.get_run(run_id)
+    version_tags = {
+        **tags,
+        "run_id": run_id,
+        "state_artifact_uri": f"{run.info.artifact_uri}/{STATE_DIR}",
+        "validation_status": "pending",
+    }
+    mv = mlflow.register_model(model_uri, model_name, tags=version_tags, await_registration_for=0)
+    _before_complete(model_name, str(mv.version))
+    client.set_model_version_tag(model_name, mv.version, "artifacts_complete", "true")
+    return mv
+
+
+def _before_complete(model_name: str, version: str) -> None:
+    """Hook for fault-injection tests: a crash here leaves a registered, incomplete version."""
+
+
+def log_state_run(
+    model_name: str,
+    state: LearnerState,
+    *,
+    run_name: str,
+    params: dict,
+    metrics: dict[str, float],
+    plots: dict[str, Figure] | None = None,
+) -> str:
+    """Log a LearnerState as a run (no model version), e.g. a consolidated champion; returns the run id."""
+    client = _client()
+    _check("model", model_name)
+    run = client.create_run(
+        _experiment(client, model_name), run_name=run_name, tags={"kind": "state", "model": model_name}
+    )
+    run_id = run.info.run_id
+    try:
+        artifacts.log_run_data(client, run_id, params, metrics)
+        digests = artifacts.upload_state(client, run_id, state)
+        for name, fig in (plots or {}).items():
+            client.log_figure(run_id, fig, f"plots/{_check('plot', name)}.png")
+        stored = {Path(f.path).relative_to(STATE_DIR).as_posix() for f in client.list_artifacts(run_id, STATE_DIR)}
+        if not set(digests) <= stored:
+            raise RegistryError(f"run {run_id}: state upload incomplete")
+        client.set_tag(run_id, "artifacts_complete", "true")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+# --------------------------------------------------------------------------- promotion, rejection, rollback
+
+
+def _audit(client: MlflowClient, **event: Any) -> dict[str, Any]:
+    """Record an event; a promotion or rejection is unique per (model, version, trigger), so a retry adds none."""
+    unique = time.time_ns() if event["event"] == "rollback" else ""
+    key = audit.event_key(event["event"], event["model"], event["version"], event["trigger"], unique)
+    return audit.record(client, _experiment(client, audit.AUDIT_EXPERIMENT), key=key, **event)
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def promote(model_name: str, version: str | int, decision: GateDecision, *, trigger: str) -> dict[str, Any]:
+    """``champion`` -> ``version``, ``previous`` -> the old champion; tag approved; audit. Idempotent."""
+    client = _client()
+    version = str(version)
+    mv = _version(client, _check("model", model_name), version)
+    if not decision.approved:
+        raise RegistryError(f"{model_name} v{version}: the gate did not approve it ({decision.reason})")
+    if not _complete(mv):
+        raise RegistryError(f"{model_name} v{version}: its artifacts are incomplete; refusing to promote it")
+    if mv.tags.get("validation_status") in ("rejected", "abandoned"):
+        raise RegistryError(f"{model_name} v{version}: it is {mv.tags['validation_status']}; refusing to promote it")
+    current = _alias(client, model_name, CHAMPION)
+    # approved first: whatever step a crash interrupts, champion names a complete, approved version
+    client.set_model_version_tag(model_name, version, "validation_status", "approved")
+    client.set_model_version_tag(model_name, version, "reason", decision.reason[:5000])
+    client.set_model_version_tag(model_name, version, "deltas", json.dumps(decision.deltas))
+    if current != version:
+        if current is not None:
+            client.set_registered_model_alias(model_name, PREVIOUS, current)
+        client.set_registered_model_alias(model_name, CHAMPION, version)
+    if "promoted_at" not in mv.tags:
+        client.set_model_version_tag(model_name, version, "promoted_at", _stamp())
+    from_version = current if current != version else _audit_from(client, model_name, version)
+    event = _audit(
+        client, event="promote", model=model_name, version=version, from_version=from_version,
+        trigger=trigger, reason=decision.reason,
+    )  # fmt: skip
+    return {
+        **event,
+        "champion": version,
+        "previous": _alias(client, model_name, PREVIOUS),
+        "changed": current != version,
+    }
+
+
+def _audit_from(client: MlflowClient, model_name: str, version: str) -> str | None:
+    """On a retry after the alias moved, the first try's ``from`` is what ``previous`` holds now."""
+    previous = _alias(client, model_name, PREVIOUS)
+    return previous if previous != version else None
+
+
+def reject(model_name: str, version: str | int, decision: GateDecision, *, trigger: str) -> dict[str, Any]:
+    """Keep the champion; tag the candidate rejected with the reason (it stays for inspection); audit."""
+    client = _client()
+    version = str(version)
+    _version(client, _check("model", model_name), version)
+    current = _alias(client, model_name, CHAMPION)
+    if current == version:
+        raise RegistryError(f"{model_name} v{version} is the champion; roll back before rejecting it")
+    client.set_model_version_tag(model_name, version, "validation_status", "rejected")
+    client.set_model_version_tag(model_name, version, "reason", decision.reason[:5000])
+    client.set_model_version_tag(model_name, version, "deltas", json.dumps(decision.deltas))
+    client.set_model_version_tag(model_name, version, "rejected_at", _stamp())
+    event = _audit(
+        client, event="reject", model=model_name, version=version, from_version=current,
+        trigger=trigger, reason=decision.reason,
+    )  # fmt: skip
+    return {**event, "champion": current}
+
+
+def rollback(model_name: str, *, to: str | int | None = None, trigger: str, reason: str) -> dict[str, Any]:
+    """Point ``champion`` back (default: at ``previous``); ``previous`` then names the version rolled away from.
+
+    Refuses a version that is rejected, incomplete, or was never approved by the gate.
+    """
+    client = _client()
+    _check("model", model_name)
+    current = _alias(client, model_name, CHAMPION)
+    target = str(to) if to is not None else _alias(client, model_name, PREVIOUS)
+    if target is None:
+        raise RegistryError(f"{model_name}: no previous champion to roll back to (pass --to VERSION)")
+    mv = _version(client, model_name, target)
+    status = mv.tags.get("validation_status")
+    if status == "rejected":
+        raise RegistryError(f"{model_name} v{target} was rejected by the gate ({mv.tags.get('reason', '')}); refusing")
+    if not _complete(mv):
+        raise RegistryError(f"{model_name} v{target}: its artifacts are incomplete; refusing to roll back to it")
+    if status != "approved":
+        raise RegistryError(f"{model_name} v{target} was never approved (status {status}); refusing to roll back to it")
+    if target == current:
+        return {"model": model_name, "version": target, "champion": target, "changed": False, "event": None}
+    if current is not None:
+        client.set_registered_model_alias(model_name, PREVIOUS, current)
+        client.set_model_version_tag(model_name, current, "rolled_back_at", _stamp())
+        client.set_model_version_tag(model_name, current, "rolled_back_reason", reason[:5000])
+    client.set_registered_model_alias(model_name, CHAMPION, target)
+    event = _audit(
+        client, event="rollback", model=model_name, version=target, from_version=current,
+        trigger=trigger, reason=reason,
+    )  # fmt: skip
+    return {**event, "champion": target, "previous": current, "changed": True}
+
+
+def history(model_name: str) -> list[dict[str, Any]]:
+    """Every promotion, rejection and rollback of ``model_name``, oldest first."""
+    client = _client()
+    found = client.get_experiment_by_name(audit.AUDIT_EXPERIMENT)
+    if found is None:
+        return []
+    return audit.events(client, found.experiment_id, _check("model", model_name))

@@ -1,0 +1,307 @@
+"""The MLflow record against a real SQLite store: layout, gate, promotion, rollback, audit, crashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pandas.testing
+import pytest
+import torch
+from _registry_kit import ARCH, MODEL, mae, new_state, series, train, windows
+
+from lifelong import cli, plots, registry
+from lifelong.config import GateSpec
+from lifelong.errors import RegistryError, StateError
+from lifelong.gate import GateDecision
+from lifelong.learn.state import STATE_FILES
+
+GATE = GateSpec(value={"mae": {"max": 0.5}}, change={"mae": {"max_increase_pct": 2.0}})
+APPROVED = GateDecision(approved=True, reason="approved: test", deltas={})
+
+
+def _client():
+    return registry._client()
+
+
+def _local(uri: str) -> Path:
+    return Path(unquote(urlparse(uri).path))
+
+
+def test_candidate_artifact_layout_and_lineage(store: Path, log, tmp_path: Path) -> None:
+    state = new_state()
+    x, y = windows(series(4, seed=0))
+    epochs = train(state, x, y, steps=100)
+    cand = log(state, "demo/daily/2024-01-02", {"mae": mae(state, x, y)}, epochs)
+    client = _client()
+
+    mv = client.get_model_version(MODEL, cand.version)
+    assert mv.tags["run_id"] == cand.run_id and mv.tags["artifacts_complete"] == "true"
+    assert mv.tags["validation_status"] == "pending"
+    run = client.get_run(cand.run_id)
+    for tags in (mv.tags, run.data.tags):  # lineage on the run AND the version
+        assert tags["dataset"] == "synthetic" and tags["data_version"] == "md5-demo-daily-2024-01-02"
+        assert tags["params_hash"] == "0123abcd" and tags["device"] == "cpu" and tags["try_number"] == "1"
+        assert tags["dag_id"] == "lifelong_daily" and tags["git_commit"] == registry.git_commit()
+
+    state_files = {Path(f.path).name for f in client.list_artifacts(cand.run_id, "state")}
+    assert state_files <= set(STATE_FILES.values()) and {STATE_FILES["weights"], STATE_FILES["meta"]} <= state_files
+    assert mv.tags["state_artifact_uri"].endswith(f"{cand.run_id}/artifacts/state")
+    model_files = {Path(f.path).name for f in client.list_artifacts(cand.run_id, "model/data")}
+    assert model_files == {"model.pt2"}  # torch.export graph, no pickle
+    requirements = Path(client.download_artifacts(cand.run_id, "model/requirements.txt", str(tmp_path))).read_text()
+    assert "torch==" in requirements and "+cpu" not in requirements
+    assert [f.path for f in client.list_artifacts(cand.run_id, "plots")] == ["plots/loss_curves.png"]
+
+    assert run.data.params["model.arch"] == "cnn_forecaster"
+    assert [m.step for m in client.get_metric_history(cand.run_id, "train_loss")] == [0, 1]
+    assert "registry_log_s" in run.data.metrics
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.source_type == "dvc"
+    assert json.loads(dataset_input.dataset.source) == {"uri": "dvc://local/data/synthetic"}
+    assert dataset_input.dataset.digest == "md5-demo-daily-2024-01-02"
+
+    loaded = registry.load_state_of(MODEL, cand.version)  # rebuilt from spec + safetensors
+    for name, tensor in state.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor), name
+
+
+def test_log_candidate_is_idempotent_per_run_key(store: Path, log) -> None:
+    state = new_state()
+    first = log(state, "demo/daily/2024-01-02")
+    again = log(state, "demo/daily/2024-01-02")
+    assert again == first
+    assert registry.find_candidate(MODEL, "demo/daily/2024-01-02")["version"] == first.version
+    assert registry.find_candidate(MODEL, "demo/daily/2024-01-03") is None
+    assert len(_client().search_model_versions(f"name = '{MODEL}'")) == 1
+
+
+def test_gate_rejects_a_candidate_trained_on_shuffled_targets(store: Path, log) -> None:
+    """Poisoned but valid: every value is in range, only the input-target pairing is broken."""
+    x, y = windows(series(6, seed=1))
+    held_x, held_y = windows(series(2, seed=2))
+    champ = new_state()
+    train(champ, x, y, steps=200)
+    champ_metrics = {"mae": mae(champ, held_x, held_y)}
+    first = registry.decide(champ_metrics, None, GATE)
+    assert first.approved, first.reason
+    v1 = log(champ, "demo/day1", champ_metrics)
+    registry.promote(MODEL, v1.version, first, trigger="airflow:lifelong_daily/day1")
+
+    poisoned = registry.load_state_of(MODEL, v1.version)
+    new_x, new_y = windows(series(2, seed=3))
+    shuffled = new_y[torch.randperm(len(new_y), generator=torch.Generator().manual_seed(0))]
+    train(poisoned, new_x, shuffled, steps=100)
+    clean = registry.load_state_of(MODEL, v1.version)
+    train(clean, new_x, new_y, steps=20)
+
+    champion_now = {"mae": mae(registry.load_state_of(MODEL, v1.version), held_x, held_y)}
+    bad = registry.decide({"mae": mae(poisoned, held_x, held_y)}, champion_now, GATE)
+    good = registry.decide({"mae": mae(clean, held_x, held_y)}, champion_now, GATE)
+    assert not bad.approved and "% > 2% allowed" in bad.reason, bad.reason
+    assert good.approved, good.reason
+
+    v2 = log(poisoned, "demo/day2-poisoned", {"mae": mae(poisoned, held_x, held_y)})
+    registry.reject(MODEL, v2.version, bad, trigger="airflow:lifelong_daily/day2")
+    assert registry.champion(MODEL) == v1.version
+    tags = _client().get_model_version(MODEL, v2.version).tags
+    assert tags["validation_status"] == "rejected" and tags["reason"] == bad.reason
+    assert json.loads(tags["deltas"])["mae"] > 0
+    with pytest.raises(RegistryError, match="did not approve"):
+        registry.promote(MODEL, v2.version, bad, trigger="cli:someone")
+
+    v3 = log(clean, "demo/day2", {"mae": mae(clean, held_x, held_y)})
+    out = registry.promote(MODEL, v3.version, good, trigger="airflow:lifelong_daily/day2b")
+    assert (out["champion"], out["previous"], out["from"]) == (v3.version, v1.version, v1.version)
+    tags = _client().get_model_version(MODEL, v3.version).tags
+    assert tags["validation_status"] == "approved" and "promoted_at" in tags and tags["reason"] == good.reason
+
+
+def _three_versions(log) -> tuple[str, str, str]:
+    """v1 promoted, v2 promoted (previous = v1), v3 rejected."""
+    versions = [log(new_state(seed=i), f"demo/day{i}").version for i in (1, 2, 3)]
+    registry.promote(MODEL, versions[0], APPROVED, trigger="airflow:daily/run1")
+    registry.promote(MODEL, versions[1], APPROVED, trigger="airflow:daily/run2")
+    registry.reject(
+        MODEL, versions[2], GateDecision(False, "rejected: mae +9% > 2% allowed"), trigger="airflow:daily/run3"
+    )
+    return versions[0], versions[1], versions[2]
+
+
+def test_rollback_and_its_refusals(store: Path, log, capsys) -> None:
+    with pytest.raises(RegistryError, match="no previous champion"):
+        registry.rollback(MODEL, trigger="cli:ops", reason="nothing yet")
+    v1, v2, v3 = _three_versions(log)
+    pending = log(new_state(seed=4), "demo/day4").version
+
+    out = registry.rollback(MODEL, trigger="cli:ops", reason="v2 forecasts drift upward")
+    assert (out["champion"], out["previous"], registry.champion(MODEL)) == (v1, v2, v1)
+    tags = _client().get_model_version(MODEL, v2).tags
+    assert tags["rolled_back_reason"] == "v2 forecasts drift upward"
+
+    for target, message in ((v3, "was rejected"), (pending, "never approved"), ("99", "no such model version")):
+        with pytest.raises(RegistryError, match=message):
+            registry.rollback(MODEL, to=target, trigger="cli:ops", reason="try")
+    assert registry.champion(MODEL) == v1
+
+    # the CLI: JSON on success, one line and exit code 6 on refusal
+    assert cli.main(["rollback", MODEL, "--to", v2, "--reason", "v1 was fine after all"]) == 0
+    assert json.loads(capsys.readouterr().out)["champion"] == v2
+    assert cli.main(["rollback", MODEL, "--to", v3]) == RegistryError.exit_code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lifelong rollback: ") and "rejected" in err[0]
+    with pytest.raises(RegistryError, match="is the champion"):
+        registry.reject(MODEL, v2, GateDecision(False, "late"), trigger="cli:ops")
+
+
+def test_history_lists_every_change_once_in_order(store: Path, log, capsys) -> None:
+    v1, v2, v3 = _three_versions(log)
+    registry.promote(MODEL, v2, APPROVED, trigger="airflow:daily/run2")  # a retried task: no second event
+    registry.rollback(MODEL, trigger="cli:ops", reason="bad forecasts")
+    events = registry.history(MODEL)
+    assert [(e["event"], e["version"], e["from"]) for e in events] == [
+        ("promote", v1, None),
+        ("promote", v2, v1),
+        ("reject", v3, v2),
+        ("rollback", v1, v2),
+    ]
+    assert [e["trigger"] for e in events] == [
+        "airflow:daily/run1",
+        "airflow:daily/run2",
+        "airflow:daily/run3",
+        "cli:ops",
+    ]
+    assert events[2]["reason"] == "rejected: mae +9% > 2% allowed" and events[3]["reason"] == "bad forecasts"
+    assert [e["time"] for e in events] == sorted(e["time"] for e in events)
+    assert registry.history("another_model") == []
+    assert cli.main(["history", MODEL]) == 0
+    assert [e["event"] for e in json.loads(capsys.readouterr().out)] == ["promote", "promote", "reject", "rollback"]
+
+
+def test_crash_before_complete_leaves_the_champion_complete(store: Path, log, monkeypatch) -> None:
+    """A worker dies after registering a version and before marking it complete (or moving the alias)."""
+    v1 = log(new_state(seed=1), "demo/day1").version
+    registry.promote(MODEL, v1, APPROVED, trigger="airflow:daily/run1")
+
+    def crash(model_name: str, version: str) -> None:
+        raise KeyboardInterrupt("worker killed")
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(registry, "_before_complete", crash)
+        log(new_state(seed=2), "demo/day2")
+    client = _client()
+    (orphan,) = [mv for mv in client.search_model_versions(f"name = '{MODEL}'") if str(mv.version) != v1]
+    assert "artifacts_complete" not in orphan.tags
+    assert registry.champion(MODEL) == v1
+    assert client.get_model_version(MODEL, v1).tags["artifacts_complete"] == "true"
+    for refused in (
+        lambda: registry.promote(MODEL, orphan.version, APPROVED, trigger="airflow:daily/run2"),
+        lambda: registry.load_state_of(MODEL, orphan.version),
+        lambda: registry.rollback(MODEL, to=orphan.version, trigger="cli:ops", reason="x"),
+    ):
+        with pytest.raises(RegistryError, match="incomplete"):
+            refused()
+    assert registry.find_candidate(MODEL, "demo/day2") is None
+
+    retry = log(new_state(seed=2), "demo/day2")  # the task's retry makes a fresh, complete version
+    assert retry.version not in (v1, orphan.version)
+    assert client.get_model_version(MODEL, orphan.version).tags["validation_status"] == "abandoned"
+    registry.promote(MODEL, retry.version, APPROVED, trigger="airflow:daily/run2")
+    assert registry.champion(MODEL) == retry.version
+
+
+class _Payload:
+    """Unpickling this writes a marker file: proof that something was unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickled_state_file_is_refused_and_never_unpickled(store: Path, log, tmp_path: Path) -> None:
+    cand = log(new_state(), "demo/day1")
+    client = _client()
+    run = client.get_run(cand.run_id)
+    weights = _local(run.info.artifact_uri) / "state" / STATE_FILES["weights"]
+    marker = tmp_path / "unpickled"
+    weights.write_bytes(pickle.dumps(_Payload(marker)))
+
+    with pytest.raises(StateError, match="does not match its recorded sha256"):
+        registry.load_state_of(MODEL, cand.version)
+    # even when the manifest is rewritten to match, the file is recognised as not-safetensors
+    manifest = json.loads(run.data.tags["state_sha256"])
+    manifest[STATE_FILES["weights"]] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    client.set_tag(cand.run_id, "state_sha256", json.dumps(manifest))
+    with pytest.raises(StateError, match="not a safetensors file"):
+        registry.load_state_of(MODEL, cand.version)
+    assert not marker.exists()
+
+
+def test_git_commit_and_lineage_tags(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("LIFELONG_GIT_COMMIT", raising=False)
+    assert registry.git_commit(tmp_path) == "unknown"
+    monkeypatch.setenv("LIFELONG_GIT_COMMIT", "abc123")
+    assert registry.git_commit() == "abc123"
+    lineage = registry.Lineage("vic_elec", "d41d8cd9", "abc123", "ph", "cuda:0", dag_id="lifelong_daily")
+    assert lineage.tags() == {
+        "dataset": "vic_elec",
+        "data_version": "d41d8cd9",
+        "git_commit": "abc123",
+        "params_hash": "ph",
+        "device": "cuda:0",
+        "dag_id": "lifelong_daily",
+    }
+
+
+@pytest.mark.slow  # real GX validation and DVC add/push/checkout: ~10 s CPU
+def test_lineage_round_trip_to_the_restored_rows(store: Path, log) -> None:
+    """model version -> its data_version tag -> `data checkout` -> exactly the rows it was trained on."""
+    import datetime as dt
+
+    from lifelong.data import store as data_store
+    from lifelong.data.landing import simulate
+
+    first, second = dt.date(2012, 1, 3), dt.date(2012, 1, 4)
+    simulate("vic_elec", first, 2)
+    data_store.ingest("vic_elec", day=first)
+    trained_on = data_store.read_days("vic_elec", first, second)
+    cand = log(new_state(), "demo/daily/2012-01-03", data_version=data_store.data_version())
+    data_store.ingest("vic_elec", day=second)
+    assert len(data_store.read_days("vic_elec", first, second)) == 2 * len(trained_on)
+
+    tags = _client().get_model_version(MODEL, cand.version).tags
+    restored = data_store.checkout(tags["data_version"])
+    assert restored["data_version"] == tags["data_version"]
+    pandas.testing.assert_frame_equal(data_store.read_days("vic_elec", first, second), trained_on)
+
+
+def test_evaluation_extras_and_state_runs(store: Path, log) -> None:
+    """What the evaluate / consolidate steps add after a candidate is logged."""
+    cand = log(new_state(), "demo/task/M1")
+    registry.log_metrics(cand.run_id, {"eval_mae": 0.25, "task_acc/M1": 0.9})
+    registry.log_figures(cand.run_id, {"accuracy_matrix": plots.accuracy_matrix([[0.9]], ["M1"])})
+    registry.log_json(cand.run_id, {"tasks": ["M1"], "acc_matrix": [[0.9]]}, "eval/accuracy_matrix.json")
+    assert registry.read_json(MODEL, cand.version, "eval/accuracy_matrix.json") == {
+        "tasks": ["M1"],
+        "acc_matrix": [[0.9]],
+    }
+    with pytest.raises(RegistryError, match="no artifact eval/missing.json"):
+        registry.read_json(MODEL, cand.version, "eval/missing.json")
+    run = _client().get_run(cand.run_id)
+    assert run.data.metrics["eval_mae"] == 0.25 and "plots/accuracy_matrix.png" in {
+        f.path for f in _client().list_artifacts(cand.run_id, "plots")
+    }
+
+    state = registry.load_state_of(MODEL, cand.version)
+    state.fisher = {n: torch.ones_like(p) for n, p in state.model.named_parameters()}
+    run_id = registry.log_state_run(MODEL, state, run_name="consolidate M1", params={"fisher_task": "M1"}, metrics={})
+    back = registry.load_state_from_run(run_id, ARCH)
+    assert set(back.fisher) == set(state.fisher) and all(
+        torch.equal(back.fisher[n], state.fisher[n]) for n in state.fisher
+    )
+    assert len(_client().search_model_versions(f"name = '{MODEL}'")) == 1  # a state run registers no version
