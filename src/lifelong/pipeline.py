@@ -250,6 +250,15 @@ def _accuracy(state: Any, x: Any, y: Any) -> float:
         return float((state.model(x).argmax(dim=1) == y).float().mean())
 
 
+def _train_spec(spec: ModelSpec) -> Any:
+    """The model's training spec, with the device from the environment when it says "auto"."""
+    import dataclasses
+
+    if spec.train.device != "auto":
+        return spec.train
+    return dataclasses.replace(spec.train, device=load_settings().device)
+
+
 def _fresh_state(spec: ModelSpec) -> Any:
     from lifelong.learn.state import LearnerState
 
@@ -267,7 +276,7 @@ def update(
     from lifelong.data import store, windows
     from lifelong.learn.models import task_kind
     from lifelong.learn.strategies import make_strategy
-    from lifelong.learn.train import fit, select_device
+    from lifelong.learn.train import fit
 
     run = RunInfo.of(run_info)
     _, spec, ds = _specs(model)
@@ -297,14 +306,12 @@ def update(
         train_days, kind = [previous], "update"
     x, y = _forecast_days(spec, ds, train_days, state.extra["stats"])
     strategy = make_strategy(spec.strategy, task_kind(spec.architecture), state)
-    device = select_device(load_settings().device if spec.train.device == "auto" else spec.train.device)
-    result = fit(state, x, y, train=spec.train, strategy=strategy, progress=_progress(run), device=device)
-    strategy.observe(x, y, None)
-    state.counters["updates"] = state.counters.get("updates", 0) + 1
+    result = fit(state, x, y, train=_train_spec(spec), strategy=strategy, progress=_progress(run))
     state.extra["trained_through"] = str(train_days[-1])
 
     eval_x, eval_y = _forecast_days(spec, ds, [day], state.extra["stats"])
     metrics = _forecast_metrics(state, eval_x, eval_y)
+    state.history[-1]["mae"] = metrics["mae"]  # the error history that drift checks compare against
     figures = {
         "loss_curves": plots.loss_curves(result.epochs),
         "forecast_vs_actual": _forecast_figure(state, eval_x, eval_y, day),
@@ -361,7 +368,7 @@ def evaluate(model: str, logical_date: str | date, candidate: dict, *, run_info:
     scores = {"candidate": _forecast_metrics(cand, x, y), "champion": _forecast_metrics(champ, x, y) if champ else None}
     retention = champ.buffer if champ is not None and champ.buffer is not None and len(champ.buffer) else None
     if retention is not None:
-        rx, ry = retention.tensors()["x"], retention.tensors()["y"]
+        rx, ry, _ = retention.contents()
         scores["candidate"]["retention_mae"] = _forecast_metrics(cand, rx, ry)["mae"]
         scores["champion"]["retention_mae"] = _forecast_metrics(champ, rx, ry)["mae"]
     registry.log_metrics(candidate["run_id"], {f"eval_{k}": v for k, v in scores["candidate"].items()})
@@ -550,7 +557,7 @@ def learn_task(
     from lifelong.data import store
     from lifelong.learn.models import task_kind
     from lifelong.learn.strategies import make_strategy
-    from lifelong.learn.train import fit, select_device
+    from lifelong.learn.train import fit
 
     run = RunInfo.of(run_info)
     _, spec, ds = _specs(model)
@@ -568,9 +575,7 @@ def learn_task(
     x, y = _task_arrays(spec, ds, task, "train")
     task_id = len(state.extra["tasks"])
     strategy = make_strategy(spec.strategy, task_kind(spec.architecture), state)
-    device = select_device(load_settings().device if spec.train.device == "auto" else spec.train.device)
-    result = fit(state, x, y, train=spec.train, strategy=strategy, task=task_id, progress=_progress(run), device=device)
-    strategy.observe(x, y, task_id)
+    result = fit(state, x, y, train=_train_spec(spec), strategy=strategy, task=task_id, progress=_progress(run))
     state.extra["tasks"] = [*state.extra["tasks"], task]
     from lifelong import plots
 
