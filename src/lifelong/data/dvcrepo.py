@@ -1,0 +1,187 @@
+"""DVC for the data store: the repository, its remote, recording and restoring versions.
+
+``data/`` (without ``landing/`` and ``quarantine/``, which ``.dvcignore`` keeps out) is one
+DVC output, ``data.dvc``; its md5 is the data version. DVC runs in-process through its
+Python API (a subprocess per command would cost a second each). Callers hold the store
+lock (:mod:`lifelong.data.lock`): nothing here is safe to run twice at once.
+
+The remote is configured before the first version is recorded, so every version can be
+fetched back once the local cache is gone. It is ``LIFELONG_DVC_REMOTE`` when set (e.g.
+``s3://bucket/dvc`` in production), else ``<home>/dvc-remote``.
+
+A failed ``dvc checkout`` of a version whose objects are missing deletes the whole ``data/``
+folder, landing files included (DVC 3.67); :func:`restore` therefore makes sure every object
+is in the cache before it checks anything out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lifelong.config import Settings
+from lifelong.errors import LifelongError
+
+REMOTE = "local"
+IGNORED = ("/data/landing/", "/data/quarantine/", "*.tmp")
+DVCIGNORE_HEADER = "# Not part of the versioned store: batches waiting to be ingested, refused ones, partial writes.\n"
+
+
+class DataVersionError(LifelongError):
+    """A data version cannot be recorded or restored."""
+
+
+def remote_url(settings: Settings) -> str:
+    """Where versions are pushed: ``LIFELONG_DVC_REMOTE`` or ``<home>/dvc-remote``."""
+    return os.environ.get("LIFELONG_DVC_REMOTE") or str(settings.dvc_remote)
+
+
+def dvc_file(settings: Settings) -> Path:
+    return settings.project_dir / "data.dvc"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """DVC logs progress and warnings to stdout; our callers print JSON there."""
+    logger = logging.getLogger("dvc")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _repo(settings: Settings, action: str) -> Iterator[Any]:
+    """An open DVC repo; DVC's chatter is kept off stdout, its errors become one line."""
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    with _quiet():
+        try:
+            with Repo(str(settings.project_dir)) as repo:
+                yield repo
+        except DvcException as exc:
+            raise DataVersionError(f"dvc {action} failed: {_first_line(exc)}") from exc
+
+
+def _ensure_dvcignore(project: Path) -> None:
+    path = project / ".dvcignore"
+    text = path.read_text() if path.exists() else ""
+    lines = {line.strip() for line in text.splitlines()}
+    missing = [pattern for pattern in IGNORED if pattern not in lines]
+    if missing:
+        prefix = text if not text or text.endswith("\n") else text + "\n"
+        path.write_text(prefix + ("" if text else DVCIGNORE_HEADER) + "".join(f"{p}\n" for p in missing))
+
+
+def ensure(settings: Settings) -> None:
+    """A DVC repository in the project with its default remote configured (idempotent)."""
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    from dvc.repo import Repo
+
+    project = settings.project_dir
+    if not (project / ".dvc").is_dir():
+        with _quiet():
+            Repo.init(str(project), no_scm=not (project / ".git").exists())
+    _ensure_dvcignore(project)
+    url = remote_url(settings)
+    if "://" not in url:
+        Path(url).mkdir(parents=True, exist_ok=True)
+    with _repo(settings, "config") as repo:
+        merged = repo.config
+        current = (merged.get("remote", {}).get(REMOTE) or {}).get("url")
+        same_url = current is not None and os.path.abspath(str(current)) == os.path.abspath(url)
+        if not same_url or merged["core"].get("remote") != REMOTE or merged["core"].get("analytics"):
+            with repo.config.edit("local") as conf:
+                conf["remote"][REMOTE] = {"url": url}
+                conf["core"]["remote"] = REMOTE
+                conf["core"]["analytics"] = False
+
+
+def version(settings: Settings) -> str | None:
+    """The md5 of the recorded data version (without DVC's ``.dir`` suffix), or None."""
+    path = dvc_file(settings)
+    if not path.exists():
+        return None
+    try:
+        outs = yaml.safe_load(path.read_text())["outs"]
+        return str(outs[0]["md5"]).removesuffix(".dir")
+    except (yaml.YAMLError, KeyError, IndexError, TypeError) as exc:
+        raise DataVersionError(f"{path}: not a DVC file ({_first_line(exc)})") from None
+
+
+def record(settings: Settings) -> str:
+    """``dvc add data`` then ``dvc push``: the new data version."""
+    with _repo(settings, "add") as repo:
+        repo.add(str(settings.data_dir))
+    with _repo(settings, "push") as repo:
+        repo.push(targets=[str(dvc_file(settings))], remote=REMOTE)
+    recorded = version(settings)
+    assert recorded is not None
+    return recorded
+
+
+def _complete(cache: Any, md5: str) -> bool:
+    """Whether the local cache holds the version's manifest and every file it lists."""
+    manifest = Path(cache.oid_to_path(f"{md5}.dir"))
+    if not manifest.is_file():
+        return False
+    try:
+        entries = json.loads(manifest.read_text())
+    except ValueError:
+        return False
+    return all(Path(cache.oid_to_path(entry["md5"])).is_file() for entry in entries)
+
+
+def _point_at(settings: Settings, md5: str) -> None:
+    text = yaml.safe_dump({"outs": [{"md5": f"{md5}.dir", "hash": "md5", "path": "data"}]}, sort_keys=False)
+    dvc_file(settings).write_text(text)
+
+
+def restore(settings: Settings, md5: str) -> str:
+    """Check out data version ``md5``; returns where it came from (``cache`` or ``remote``).
+
+    Nothing in the workspace changes unless every object of the version is available.
+    """
+    from dvc.exceptions import DvcException
+
+    path = dvc_file(settings)
+    before = path.read_text() if path.exists() else None
+    source = "cache"
+    with _repo(settings, "checkout") as repo:
+        if not _complete(repo.cache.local, md5):
+            source = "remote"
+            _point_at(settings, md5)
+            try:
+                with contextlib.suppress(DvcException):  # judged below by what arrived
+                    repo.fetch(targets=[str(path)], remote=REMOTE)
+                if not _complete(repo.cache.local, md5):
+                    raise DataVersionError(
+                        f"data version {md5} is neither in the local cache nor in the remote {remote_url(settings)}"
+                    )
+            except DataVersionError:
+                if before is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    path.write_text(before)
+                raise
+        _point_at(settings, md5)
+        repo.checkout(targets=[str(path)], force=True)
+    return source

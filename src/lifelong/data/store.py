@@ -1,0 +1,278 @@
+"""The versioned data set: validate, append idempotently, record the version with DVC.
+
+Layout: ``data/<dataset>/<YYYY-MM-DD>.parquet`` (one partition per local day) or
+``data/<dataset>/task=<task>.parquet`` (one per task). :func:`ingest` is the
+``validate_ingest`` step of the daily DAG:
+
+1. read the batch; a file that cannot be read is quarantined with the reason;
+2. validate it with its data set's Great Expectations suite; a failure is quarantined with
+   the validation report, and :class:`~lifelong.errors.RefusedBatch` says what failed in one line;
+3. under the store lock, replace that day's (or task's) partition - never append a second
+   copy - then ``dvc add`` + ``dvc push``; if DVC fails the partition and ``data.dvc`` are
+   put back as they were.
+
+Re-ingesting the same batch writes the same bytes, so the data version does not change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pandas as pd
+
+from lifelong.config import ConfigError, DatasetSpec, Settings, load_params, load_settings
+from lifelong.data import dvcrepo, lock, schema
+from lifelong.data.batch import UnreadableBatch, read_batch
+from lifelong.data.dvcrepo import DataVersionError
+from lifelong.data.files import parquet_bytes, read_parquet, write_atomic
+from lifelong.data.landing import check_task_name, landed_file
+from lifelong.data.quarantine import quarantine
+from lifelong.errors import LifelongError, RefusedBatch, StoreBusy
+
+MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
+class MissingBatch(LifelongError):
+    """There is no batch to ingest (nothing landed for that day or task)."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one ingest did; :meth:`as_dict` is the step's JSON output."""
+
+    dataset: str
+    partition: str  # "2012-01-05" or "task=FordA"
+    rows: int
+    data_version: str  # md5 of data.dvc (without ".dir")
+    report_path: str  # the validation result, JSON
+    data_docs_path: str  # the Data Docs page of that validation
+    replaced: bool  # an earlier, different partition was replaced
+    changed: bool = True  # False: the partition was already stored with these exact rows
+    validation_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ------------------------------------------------------------------------------- paths
+
+
+def _store_lock(settings: Settings, what: str) -> Any:
+    return lock.hold(settings.home / "locks" / "dvc.lock", what)
+
+
+def partition_name(spec: DatasetSpec, key: str) -> str:
+    return key if spec.kind == "forecast" else f"task={key}"
+
+
+def partition_path(settings: Settings, dataset: str, partition: str) -> Path:
+    return settings.data_dir / dataset / f"{partition}.parquet"
+
+
+def ensure_repo() -> None:
+    """Make the project a DVC repository with its default remote configured (idempotent)."""
+    dvcrepo.ensure(load_settings())
+
+
+def stored_partitions(dataset: str) -> list[str]:
+    """The stored partitions of ``dataset``, sorted (days, or ``task=<name>``)."""
+    folder = load_settings().data_dir / dataset
+    return sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+# ------------------------------------------------------------------------------- versions
+
+
+def dvc_location(dataset: str) -> str:
+    """Where a data set's versions live: the DVC remote, and the data set's folder in the store.
+
+    >>> import os; os.environ["LIFELONG_DVC_REMOTE"] = "s3://bucket/dvc"
+    >>> dvc_location("vic_elec")
+    's3://bucket/dvc#data/vic_elec'
+    >>> del os.environ["LIFELONG_DVC_REMOTE"]
+    """
+    remote = dvcrepo.remote_url(load_settings())
+    uri = remote if "://" in remote else Path(remote).resolve().as_uri()
+    return f"{uri}#data/{dataset}"
+
+
+def current_version() -> str | None:
+    """The recorded data version, or None before the first ingest."""
+    return dvcrepo.version(load_settings())
+
+
+def data_version() -> str:
+    """The recorded data version: the md5 in ``data.dvc`` (without DVC's ``.dir`` suffix)."""
+    found = current_version()
+    if found is None:
+        raise DataVersionError("no data version recorded yet: ingest a batch first")
+    return found
+
+
+def _log_version(settings: Settings, entry: dict[str, Any]) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with (settings.home / "data_versions.jsonl").open("a") as fh:
+        fh.write(json.dumps({"at": datetime.now(UTC).isoformat(timespec="seconds"), **entry}) + "\n")
+
+
+def _summary(settings: Settings) -> dict[str, dict[str, int]]:
+    import pyarrow.parquet as pq
+
+    out = {}
+    ignored = {settings.landing_dir, settings.quarantine_dir}
+    for folder in sorted(p for p in settings.data_dir.iterdir() if p.is_dir() and p not in ignored):
+        files = sorted(folder.glob("*.parquet"))
+        out[folder.name] = {"partitions": len(files), "rows": sum(pq.ParquetFile(f).metadata.num_rows for f in files)}
+    return out
+
+
+def checkout(version: str) -> dict[str, Any]:
+    """Restore exactly the rows of data version ``version`` (from the cache, else the remote)."""
+    md5 = version.strip().lower().removesuffix(".dir")
+    if not MD5.match(md5):
+        raise DataVersionError(f"{version!r} is not a data version (32 hex digits, the md5 in data.dvc)")
+    settings = load_settings()
+    with _store_lock(settings, f"data checkout {md5}"):
+        dvcrepo.ensure(settings)
+        source = dvcrepo.restore(settings, md5)
+    _log_version(settings, {"data_version": md5, "checkout": True, "source": source})
+    return {"data_version": md5, "source": source, "datasets": _summary(settings)}
+
+
+def status() -> dict[str, Any]:
+    """The recorded data version, what the store holds, and the last recorded versions."""
+    settings = load_settings()
+    log = settings.home / "data_versions.jsonl"
+    recent = [json.loads(line) for line in log.read_text().splitlines()[-10:]] if log.exists() else []
+    datasets = _summary(settings) if settings.data_dir.is_dir() else {}
+    return {"data_version": current_version(), "datasets": datasets, "recent": recent}
+
+
+# ------------------------------------------------------------------------------- reading
+
+
+def read_days(dataset: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """The stored rows of the days ``start`` to ``end`` (inclusive), sorted by timestamp.
+
+    Days not stored are simply absent (check ``frame.empty`` or the dates); with none stored
+    the frame is empty, with the data set's columns.
+    """
+    settings = load_settings()
+    spec = load_params().dataset(dataset)
+    days = [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+    paths = [partition_path(settings, dataset, d) for d in days]
+    frames = [read_parquet(p) for p in paths if p.exists()]
+    if not frames:
+        return pd.DataFrame(columns=schema.columns(spec))
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.sort_values(spec.timestamp, kind="stable").reset_index(drop=True)
+
+
+def read_task(dataset: str, task: str) -> pd.DataFrame:
+    """The stored rows of one task."""
+    path = partition_path(load_settings(), dataset, f"task={check_task_name(task)}")
+    if not path.exists():
+        raise LifelongError(f"{dataset}: task {task!r} is not stored (stored: {stored_partitions(dataset)})")
+    return read_parquet(path)
+
+
+# ------------------------------------------------------------------------------- ingest
+
+
+def _refuse(
+    settings: Settings, spec: DatasetSpec, key: str, file: Path, reason: str, result: dict | None = None, **extra: Any
+) -> NoReturn:
+    move = file.resolve().is_relative_to(settings.landing_dir.resolve())
+    folder = settings.quarantine_dir / spec.name / key
+    kept, report = quarantine(file, folder, move=move, reason=reason, result=result, extra=extra)
+    error = RefusedBatch(f"{spec.name} {key}: batch refused, {reason} (quarantined: {kept})")
+    error.quarantined = kept  # type: ignore[attr-defined]
+    error.report = report  # type: ignore[attr-defined]
+    raise error
+
+
+def _key(spec: DatasetSpec, day: dt.date | None, task: str | None) -> str:
+    if spec.kind == "forecast":
+        if day is None or task is not None:
+            raise LifelongError(f"{spec.name} is a forecast data set: ingest it by --date")
+        return day.isoformat()
+    if task is None or day is not None:
+        raise LifelongError(f"{spec.name} is a classify data set: ingest it by --task")
+    return check_task_name(task)
+
+
+def ingest(
+    dataset: str, *, day: dt.date | None = None, task: str | None = None, file: Path | None = None
+) -> IngestResult:
+    """Validate one batch and store it as a new data version (see the module docstring)."""
+    settings = load_settings()
+    spec = load_params().dataset(dataset)
+    key = _key(spec, day, task)
+    file = Path(file) if file is not None else landed_file(dataset, key)
+    if not file.exists():
+        raise MissingBatch(f"{dataset} {key}: no batch at {file} (land one first, e.g. with lifelong simulate)")
+
+    try:
+        raw = read_batch(file, max_mb=spec.max_file_mb)
+    except UnreadableBatch as exc:
+        _refuse(settings, spec, key, file, str(exc))
+    try:
+        frame = schema.conform(raw, spec)
+        from lifelong.data.validate import validate
+
+        outcome = validate(frame, spec, key)
+    except (ConfigError, StoreBusy):
+        raise
+    except Exception as exc:  # a batch odd enough to break a check: keep it, say so, no traceback
+        _refuse(settings, spec, key, file, f"could not be validated: {exc}", error=traceback.format_exc())
+    if not outcome.success:
+        _refuse(settings, spec, key, file, outcome.summary(), outcome.result, data_docs=outcome.data_docs_path)
+
+    partition = partition_name(spec, key)
+    data = parquet_bytes(schema.canonical(frame, spec))
+    target = partition_path(settings, dataset, partition)
+    with _store_lock(settings, f"ingest {dataset} {key}"):
+        dvcrepo.ensure(settings)
+        before = target.read_bytes() if target.exists() else None
+        dvc_path = dvcrepo.dvc_file(settings)
+        dvc_before = dvc_path.read_text() if dvc_path.exists() else None
+        changed = before != data
+        if changed:
+            write_atomic(target, data)
+        try:
+            version = dvcrepo.record(settings)
+        except BaseException:
+            if changed and before is not None:
+                write_atomic(target, before)
+            elif changed:
+                target.unlink(missing_ok=True)
+            if dvc_before is not None:
+                dvc_path.write_text(dvc_before)
+            else:
+                dvc_path.unlink(missing_ok=True)
+            raise
+
+    report = settings.reports_dir / "validation" / dataset / f"{key}.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    body = {"dataset": dataset, "partition": partition, "rows": len(frame), "data_version": version}
+    report.write_text(json.dumps({**body, "validation_result": outcome.result}, indent=2, default=str))
+    _log_version(settings, {**body, "changed": changed})
+    return IngestResult(
+        dataset=dataset,
+        partition=partition,
+        rows=len(frame),
+        data_version=version,
+        report_path=str(report),
+        data_docs_path=outcome.data_docs_path,
+        replaced=changed and before is not None,
+        changed=changed,
+        validation_s=round(outcome.seconds, 3),
+    )

@@ -1,0 +1,121 @@
+"""Data versions: any recorded one restores byte-identical; concurrent ingests never corrupt the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _data_kit import day, digest, store_files
+
+from lifelong.config import load_settings
+from lifelong.data import lock, store
+from lifelong.data.dvcrepo import DataVersionError
+from lifelong.data.landing import simulate
+from lifelong.errors import StoreBusy
+
+
+@pytest.fixture(scope="module")
+def history(shared_workspace: Path) -> dict:
+    """Three versions: day 1; days 1-2; day 1 corrected + day 2. Their store files, by version."""
+    simulate("vic_elec", day("2012-02-01"), 3)
+    versions = {}
+    v1 = store.ingest("vic_elec", day=day("2012-02-01")).data_version
+    versions[v1] = store_files(shared_workspace)
+    v2 = store.ingest("vic_elec", day=day("2012-02-02")).data_version
+    versions[v2] = store_files(shared_workspace)
+    import pandas as pd
+
+    landing = shared_workspace / "data" / "landing" / "vic_elec"
+    corrected = pd.read_parquet(landing / "2012-02-01.parquet").assign(Temperature=lambda f: f["Temperature"] + 0.5)
+    corrected.to_parquet(shared_workspace / "corrected.parquet", index=False)
+    v3 = store.ingest("vic_elec", day=day("2012-02-01"), file=shared_workspace / "corrected.parquet").data_version
+    versions[v3] = store_files(shared_workspace)
+    assert len({v1, v2, v3}) == 3
+    return {"order": [v1, v2, v3], "files": versions}
+
+
+def test_every_version_restores_byte_identical(shared_workspace, history):
+    landing_before = digest(shared_workspace / "data" / "landing")
+    v1, v2, v3 = history["order"]
+    for version in (v1, v2, v1, v3):
+        restored = store.checkout(version)
+        assert restored["data_version"] == version == store.data_version()
+        assert store_files(shared_workspace) == history["files"][version]
+    assert restored["datasets"]["vic_elec"] == {"partitions": 2, "rows": 96}
+    assert digest(shared_workspace / "data" / "landing") == landing_before  # checkout leaves landing alone
+
+
+def test_a_version_comes_back_from_the_remote_when_the_cache_is_gone(shared_workspace, history):
+    v1, _, v3 = history["order"]
+    shutil.rmtree(shared_workspace / ".dvc" / "cache")
+    restored = store.checkout(v1)
+    assert restored["source"] == "remote"
+    assert store_files(shared_workspace) == history["files"][v1]
+    store.checkout(v3)
+    assert store_files(shared_workspace) == history["files"][v3]
+
+
+def test_an_unknown_version_changes_nothing(shared_workspace, history):
+    version, files = store.data_version(), store_files(shared_workspace)
+    landing = digest(shared_workspace / "data" / "landing")
+    with pytest.raises(DataVersionError, match="neither in the local cache nor in the remote"):
+        store.checkout("0123456789abcdef0123456789abcdef")
+    with pytest.raises(DataVersionError, match="is not a data version"):
+        store.checkout("HEAD~1")
+    assert store.data_version() == version and store_files(shared_workspace) == files
+    assert digest(shared_workspace / "data" / "landing") == landing
+
+
+def test_a_held_lock_is_named_in_the_error(shared_workspace, history, monkeypatch):
+    monkeypatch.setenv("LIFELONG_LOCK_TIMEOUT_S", "0.3")
+    version = store.data_version()
+    busy = rf"store busy: held by pid {os.getpid()} .* \(a long dvc push\)"
+    with (
+        lock.hold(load_settings().home / "locks" / "dvc.lock", "a long dvc push"),
+        pytest.raises(StoreBusy, match=busy),
+    ):
+        store.ingest("vic_elec", day=day("2012-02-03"))
+    assert store.data_version() == version
+
+
+def _cli(project: Path, *args: str) -> subprocess.Popen:
+    """``lifelong ...`` from the project root with the embedded defaults (no LIFELONG_* set)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIFELONG_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "lifelong.cli", *args],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow  # two fresh processes, each importing Great Expectations and DVC
+def test_concurrent_ingests_do_not_corrupt_the_store(tmp_path):
+    """Two processes at once, two days: both partitions stored once, data.dvc true to data/ (no lost update)."""
+    from _data_kit import make_workspace
+
+    with pytest.MonkeyPatch.context() as mp:
+        project = make_workspace(tmp_path, mp)
+        simulate("vic_elec", day("2013-03-01"), 2)
+        runs = [_cli(project, "ingest", "--dataset", "vic_elec", "--date", d) for d in ("2013-03-01", "2013-03-02")]
+        outputs = [run.communicate(timeout=300) for run in runs]
+        for run, (out, err) in zip(runs, outputs, strict=True):
+            assert run.returncode == 0, err
+            json.loads(out)
+        assert store.stored_partitions("vic_elec") == ["2013-03-01", "2013-03-02"]
+        rows = store.read_days("vic_elec", day("2013-03-01"), day("2013-03-02"))
+        assert len(rows) == 96 and rows["Time"].is_unique
+        versions = [json.loads(out)["data_version"] for out, _ in outputs]
+        assert len(set(versions)) == 2 and store.data_version() in versions  # the later one saw both days
+        from dvc.repo import Repo
+
+        with Repo(str(project)) as repo:
+            assert repo.status(targets=[str(project / "data.dvc")]) == {}  # data.dvc matches data/ exactly
+            assert project / ".lifelong" / "dvc-remote" == Path(repo.config["remote"]["local"]["url"])
