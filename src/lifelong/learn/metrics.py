@@ -1,0 +1,120 @@
+"""Continual-learning and forecast metrics.
+
+The accuracy matrix ``R`` has ``R[i][j]`` = accuracy on task ``j`` after learning task ``i``
+(Lopez-Paz & Ranzato 2017; Chaudhry et al. 2018). With ``T`` tasks learned:
+
+* average accuracy ``ACC = mean_j R[T-1][j]``;
+* backward transfer ``BWT = mean_{j<T-1} (R[T-1][j] - R[j][j])`` (negative: forgetting);
+* forward transfer ``FWT = mean_{j>0} (R[j-1][j] - b[j])`` with ``b[j]`` the accuracy of a
+  model that never learned anything (e.g. at initialisation) on task ``j``;
+* forgetting ``F = mean_{j<T-1} max_{j<=l<T-1} (R[l][j] - R[T-1][j])``.
+
+>>> R = [[0.9, 0.1, 0.2],
+...      [0.7, 0.8, 0.3],
+...      [0.6, 0.7, 0.9]]
+>>> round(average_accuracy(R), 4)
+0.7333
+>>> round(backward_transfer(R), 4)   # ((0.6 - 0.9) + (0.7 - 0.8)) / 2
+-0.2
+>>> round(forgetting(R), 4)          # ((0.9 - 0.6) + (0.8 - 0.7)) / 2
+0.2
+>>> round(forward_transfer(R, [0.1, 0.1, 0.1]), 4)  # ((0.1 - 0.1) + (0.3 - 0.1)) / 2
+0.1
+
+Rows can be filled as tasks arrive; :func:`new_matrix` starts one of NaNs:
+
+>>> M = new_matrix(2)
+>>> M[0][0] = 1.0
+>>> summary(M, upto=0)["acc"]
+1.0
+
+Forecast errors:
+
+>>> import torch
+>>> f, y = torch.tensor([1.0, 2.0, 4.0]), torch.tensor([1.0, 3.0, 2.0])
+>>> mae(f, y), round(rmse(f, y), 4), round(smape(f, y), 2)
+(1.0, 1.291, 35.56)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+Matrix = Sequence[Sequence[float]]
+
+
+def new_matrix(tasks: int) -> list[list[float]]:
+    """A ``tasks x tasks`` accuracy matrix full of NaN (not evaluated yet)."""
+    return [[math.nan] * tasks for _ in range(tasks)]
+
+
+def _last(R: Matrix, upto: int | None) -> int:
+    last = len(R) - 1 if upto is None else upto
+    if last < 0 or last >= len(R):
+        raise ValueError(f"no row {last} in an accuracy matrix of {len(R)} rows")
+    return last
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def average_accuracy(R: Matrix, upto: int | None = None) -> float:
+    """Mean accuracy over tasks ``0..upto`` after learning task ``upto`` (default: the last)."""
+    t = _last(R, upto)
+    return _mean([R[t][j] for j in range(t + 1)])
+
+
+def backward_transfer(R: Matrix, upto: int | None = None) -> float:
+    """Mean change on earlier tasks between just after learning them and after task ``upto``."""
+    t = _last(R, upto)
+    return _mean([R[t][j] - R[j][j] for j in range(t)])
+
+
+def forward_transfer(R: Matrix, baseline: Sequence[float], upto: int | None = None) -> float:
+    """Mean accuracy on task ``j`` before learning it, above the untrained ``baseline[j]``."""
+    t = _last(R, upto)
+    return _mean([R[j - 1][j] - baseline[j] for j in range(1, t + 1)])
+
+
+def forgetting(R: Matrix, upto: int | None = None) -> float:
+    """Mean drop from the best accuracy ever reached on each earlier task (max-based)."""
+    t = _last(R, upto)
+    return _mean([max(R[i][j] for i in range(j, t)) - R[t][j] for j in range(t)])
+
+
+def summary(R: Matrix, baseline: Sequence[float] | None = None, upto: int | None = None) -> dict[str, float]:
+    """ACC, BWT, forgetting (and FWT with a baseline) as a JSON-ready dict."""
+    out = {"acc": average_accuracy(R, upto), "bwt": backward_transfer(R, upto), "forgetting": forgetting(R, upto)}
+    if baseline is not None:
+        out["fwt"] = forward_transfer(R, baseline, upto)
+    return out
+
+
+def accuracy(logits: Tensor, y: Tensor) -> float:
+    """Fraction of samples whose arg-max logit is the label."""
+    if y.numel() == 0:
+        return math.nan
+    return float((logits.argmax(-1) == y.to(logits.device)).float().mean())
+
+
+def mae(forecast: Tensor, target: Tensor) -> float:
+    """Mean absolute error."""
+    return float((forecast.double() - target.double().reshape(forecast.shape)).abs().mean())
+
+
+def rmse(forecast: Tensor, target: Tensor) -> float:
+    """Root mean squared error."""
+    return float((forecast.double() - target.double().reshape(forecast.shape)).pow(2).mean().sqrt())
+
+
+def smape(forecast: Tensor, target: Tensor) -> float:
+    """Symmetric mean absolute percentage error in percent (0..200); 0/0 terms count as 0."""
+    f, y = forecast.double(), target.double().reshape(forecast.shape)
+    denom = f.abs() + y.abs()
+    terms = torch.where(denom > 0, 2 * (f - y).abs() / denom.clamp_min(1e-300), torch.zeros_like(denom))
+    return float(100 * terms.mean())

@@ -1,0 +1,311 @@
+"""LearnerState: everything needed to continue learning, saved as safetensors + JSON.
+
+A saved state is a folder of :data:`STATE_FILES`:
+
+* ``weights.safetensors``: the model's ``state_dict``;
+* ``optimizer.safetensors``: the optimizer's per-parameter tensors, flattened to
+  ``"{param_index}.{key}"`` (its ``param_groups`` and any non-tensor values go to JSON);
+* ``fisher.safetensors`` / ``anchors.safetensors``: the online Fisher and the parameters at
+  the last consolidation (only when present);
+* ``buffer.safetensors``: the replay samples and the buffer's generator state (only when present);
+* ``state.json``, written **last**: format version, the arch/train/strategy specs, the scheduler
+  state, counters, metric history, caller extras, the buffer's metadata, and the sha256 of
+  every tensor file it belongs with.
+
+Writing is atomic per file (temporary file, fsync, ``os.replace``) and ``state.json`` is
+removed first and written last, so a folder whose ``state.json`` checks out is complete.
+Nothing is pickled; loading checks checksums, specs and shapes and raises
+:class:`~lifelong.errors.StateError` with a one-line message otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor, nn
+
+from lifelong.config import ArchitectureSpec, ConfigError, StrategySpec, TrainSpec, from_mapping, to_jsonable
+from lifelong.errors import StateError
+from lifelong.learn.models import build_model
+from lifelong.learn.optim import build_optimizer, build_scheduler
+from lifelong.learn.replay import ReplayBuffer
+
+FORMAT = "lifelong.learner_state/1"
+STATE_FILES = {
+    "weights": "weights.safetensors",
+    "optimizer": "optimizer.safetensors",
+    "fisher": "fisher.safetensors",
+    "anchors": "anchors.safetensors",
+    "buffer": "buffer.safetensors",
+    "meta": "state.json",
+}
+TENSOR_PARTS = ("weights", "optimizer", "fisher", "anchors", "buffer")
+
+
+def _new_counters() -> dict[str, int]:
+    return {"steps": 0, "updates": 0, "epochs": 0, "consolidations": 0, "tasks_seen": 0}
+
+
+@dataclass
+class LearnerState:
+    """The model with everything its continued training depends on (mutable, updated in place)."""
+
+    arch: ArchitectureSpec
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    fisher: dict[str, Tensor] | None = None
+    anchors: dict[str, Tensor] | None = None
+    buffer: ReplayBuffer | None = None
+    counters: dict[str, int] = field(default_factory=_new_counters)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    train_spec: TrainSpec = field(default_factory=TrainSpec)
+    strategy_spec: StrategySpec = field(default_factory=StrategySpec)
+
+    @classmethod
+    def new(cls, arch: ArchitectureSpec, train: TrainSpec, strategy: StrategySpec) -> LearnerState:
+        """A fresh state: weights initialised from ``train.seed``, a buffer if the strategy replays."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(train.seed)
+            model = build_model(arch)
+        optimizer = build_optimizer(model, train)
+        buffer = None
+        if "replay" in strategy.name:
+            buffer = ReplayBuffer(strategy.replay_capacity, strategy.replay_policy, seed=train.seed)
+        return cls(
+            arch=arch,
+            model=model,
+            optimizer=optimizer,
+            scheduler=build_scheduler(optimizer, train),
+            buffer=buffer,
+            train_spec=train,
+            strategy_spec=strategy,
+        )
+
+    @property
+    def lr(self) -> float:
+        """The learning rate the next step will use."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def save_state(state: LearnerState, directory: Path) -> None:
+    """Write ``state`` to ``directory`` (created if needed), replacing any state there."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta_path = directory / STATE_FILES["meta"]
+    meta_path.unlink(missing_ok=True)  # from here until the end the folder reads as incomplete
+    optimizer_tensors, optimizer_meta = _flatten_optimizer(state.optimizer)
+    parts: dict[str, dict[str, Tensor] | None] = {
+        "weights": dict(state.model.state_dict()),
+        "optimizer": optimizer_tensors,
+        "fisher": state.fisher,
+        "anchors": state.anchors,
+        "buffer": state.buffer.tensors() if state.buffer is not None else None,
+    }
+    checksums: dict[str, str] = {}
+    for part, tensors in parts.items():
+        path = directory / STATE_FILES[part]
+        if tensors is None:
+            path.unlink(missing_ok=True)
+            continue
+        blob = st_save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()})
+        _atomic_write(path, blob)
+        checksums[part] = hashlib.sha256(blob).hexdigest()
+    meta = {
+        "format": FORMAT,
+        "torch": torch.__version__.split("+")[0],
+        "arch": to_jsonable(state.arch),
+        "train": to_jsonable(state.train_spec),
+        "strategy": to_jsonable(state.strategy_spec),
+        "files": {part: {"name": STATE_FILES[part], "sha256": digest} for part, digest in checksums.items()},
+        "optimizer": optimizer_meta,
+        "scheduler": state.scheduler.state_dict(),
+        "buffer": state.buffer.meta() if state.buffer is not None else None,
+        "counters": dict(state.counters),
+        "history": state.history,
+        "extra": state.extra,
+    }
+    _atomic_write(meta_path, json.dumps(meta, indent=1, sort_keys=True, allow_nan=True).encode())
+
+
+def _atomic_write(path: Path, blob: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(blob)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Per-parameter tensors as ``"{index}.{key}"``; param_groups and other values as JSON."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for index, values in sd["state"].items():
+        for key, value in values.items():
+            name = f"{index}.{key}"
+            if isinstance(value, Tensor):
+                tensors[name] = value
+            else:
+                scalars[name] = value
+    return tensors, {"type": type(optimizer).__name__, "param_groups": sd["param_groups"], "scalars": scalars}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def state_complete(directory: Path) -> bool:
+    """True when ``state.json`` parses and every tensor file it lists is present and intact."""
+    try:
+        _read_verified(Path(directory))
+    except StateError:
+        return False
+    return True
+
+
+def load_state(directory: Path, arch: ArchitectureSpec | None = None) -> LearnerState:
+    """Load a saved state; with ``arch``, refuse a state saved for another architecture."""
+    directory = Path(directory)
+    meta, blobs = _read_verified(directory)
+    where = f"state {directory}"
+    try:
+        saved_arch = from_mapping(ArchitectureSpec, meta["arch"], "arch")
+        train = from_mapping(TrainSpec, meta["train"], "train")
+        strategy = from_mapping(StrategySpec, meta["strategy"], "strategy")
+    except (ConfigError, KeyError) as exc:
+        raise StateError(f"{where}: invalid spec in state.json ({exc})") from None
+    if arch is not None and to_jsonable(arch) != to_jsonable(saved_arch):
+        raise StateError(f"{where}: saved for architecture {_describe(saved_arch)}, expected {_describe(arch)}")
+    state = LearnerState.new(saved_arch, train, strategy)
+    tensors = {part: _load_tensors(blob, part, where) for part, blob in blobs.items()}
+    try:
+        _load_weights(state.model, tensors["weights"], where)
+        _load_optimizer(state.optimizer, tensors["optimizer"], meta["optimizer"], where)
+        state.scheduler.load_state_dict(meta["scheduler"])
+        params = {name: p for name, p in state.model.named_parameters() if p.requires_grad}
+        state.fisher = _check_like_params(tensors.get("fisher"), params, "fisher", where)
+        state.anchors = _check_like_params(tensors.get("anchors"), params, "anchors", where)
+        state.buffer = None
+        if meta.get("buffer") is not None:
+            if "buffer" not in tensors:
+                raise StateError(f"{where}: state.json describes a replay buffer but buffer.safetensors is not listed")
+            state.buffer = ReplayBuffer.restore(tensors["buffer"], meta["buffer"])
+        state.counters = {str(k): int(v) for k, v in meta["counters"].items()}
+        state.history = list(meta["history"])
+        state.extra = dict(meta["extra"])
+    except StateError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise StateError(f"{where}: inconsistent state ({type(exc).__name__}: {_first_line(exc)})") from None
+    return state
+
+
+def _read_verified(directory: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """state.json and the bytes of every tensor file it lists, checksums verified."""
+    where = f"state {directory}"
+    meta_path = directory / STATE_FILES["meta"]
+    if not meta_path.is_file():
+        raise StateError(f"{where}: no state.json (missing or incompletely written)")
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StateError(f"{where}: state.json is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise StateError(f"{where}: state.json has format {found!r}, expected {FORMAT!r}")
+    files = meta.get("files")
+    if not isinstance(files, dict) or not {"weights", "optimizer"} <= set(files):
+        raise StateError(f"{where}: state.json lists no weights/optimizer files")
+    blobs: dict[str, bytes] = {}
+    for part, entry in files.items():
+        if part not in TENSOR_PARTS or not isinstance(entry, dict) or entry.get("name") != STATE_FILES[part]:
+            raise StateError(f"{where}: state.json lists an unexpected file entry {part!r}")
+        path = directory / STATE_FILES[part]
+        if not path.is_file():
+            raise StateError(f"{where}: {path.name} is missing")
+        blob = path.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != entry.get("sha256"):
+            raise StateError(f"{where}: {path.name} is corrupt (sha256 does not match state.json)")
+        blobs[part] = blob
+    return meta, blobs
+
+
+def _load_tensors(blob: bytes, part: str, where: str) -> dict[str, Tensor]:
+    try:
+        return st_load(blob)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise StateError(f"{where}: {STATE_FILES[part]} is not a readable safetensors file ({exc})") from None
+
+
+def _load_weights(model: nn.Module, weights: dict[str, Tensor], where: str) -> None:
+    expected = model.state_dict()
+    if set(weights) != set(expected):
+        missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+        raise StateError(f"{where}: weights do not match the model (missing {missing}, unexpected {unexpected})")
+    for name, tensor in expected.items():
+        if weights[name].shape != tensor.shape:
+            raise StateError(
+                f"{where}: weight {name} has shape {tuple(weights[name].shape)}, the model needs {tuple(tensor.shape)}"
+            )
+    model.load_state_dict(weights)
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict, where: str) -> None:
+    if meta["type"] != type(optimizer).__name__:
+        raise StateError(f"{where}: optimizer is {meta['type']}, the train spec builds {type(optimizer).__name__}")
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in [*tensors.items(), *meta["scalars"].items()]:
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    groups = meta["param_groups"]
+    for group in groups:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, values in state.items():
+        if not 0 <= index < len(params):
+            raise StateError(f"{where}: optimizer state for parameter {index}, the model has {len(params)}")
+        for key, value in values.items():
+            if isinstance(value, Tensor) and value.ndim > 0 and value.shape != params[index].shape:
+                raise StateError(f"{where}: optimizer tensor {index}.{key} has shape {tuple(value.shape)}")
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _check_like_params(
+    tensors: dict[str, Tensor] | None, params: dict[str, nn.Parameter], part: str, where: str
+) -> dict[str, Tensor] | None:
+    if tensors is None:
+        return None
+    if set(tensors) != set(params):
+        raise StateError(f"{where}: {part} names do not match the model's parameters")
+    for name, p in params.items():
+        if tensors[name].shape != p.shape:
+            raise StateError(
+                f"{where}: {part}[{name}] has shape {tuple(tensors[name].shape)}, expected {tuple(p.shape)}"
+            )
+    return {name: tensors[name] for name in params}
+
+
+def _describe(arch: ArchitectureSpec) -> str:
+    return (
+        f"{arch.type}(in_channels={arch.in_channels}, length={arch.length}, out_dim={arch.out_dim}, "
+        f"channels={list(arch.channels)}, hidden={list(arch.hidden)}, kernel_size={arch.kernel_size}, pool={arch.pool})"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
