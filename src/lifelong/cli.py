@@ -59,6 +59,15 @@ def _ingest(args: argparse.Namespace) -> Any:
 def _data_checkout(args: argparse.Namespace) -> Any:
     from lifelong.data import store
 
+    if args.model_version is not None:
+        from lifelong import registry
+
+        if not args.model:
+            raise LifelongError("--model-version needs --model NAME")
+        version = registry.data_version_of(args.model, args.model_version)
+        return {"model": args.model, "model_version": args.model_version, **store.checkout(version)}
+    if not args.version:
+        raise LifelongError("give --version MD5, or --model NAME --model-version N")
     return store.checkout(args.version)
 
 
@@ -89,7 +98,9 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="the versioned data store")
     data = p.add_subparsers(dest="data_command", required=True)
     q = data.add_parser("checkout", help="restore exactly the rows of a recorded data version")
-    q.add_argument("--version", required=True, help="the data version (md5 in data.dvc, as ingest prints it)")
+    q.add_argument("--version", help="the data version (md5 in data.dvc, as ingest prints it)")
+    q.add_argument("--model", help="with --model-version: restore the data that model version was trained on")
+    q.add_argument("--model-version", help="a registered version of --model (its lineage names the data version)")
     q.set_defaults(handler=_data_checkout)
     q = data.add_parser("status", help="the current data version and what the store holds")
     q.set_defaults(handler=_data_status)

@@ -245,6 +245,15 @@ def _candidate_info(mv: ModelVersion) -> dict[str, Any]:
     }
 
 
+def data_version_of(model_name: str, version: str | int) -> str:
+    """The DVC data version a model version was trained on (its lineage tag)."""
+    mv = _version(_client(), model_name, version)
+    value = mv.tags.get("data_version")
+    if not value:
+        raise RegistryError(f"{model_name} v{version} has no data_version tag (not logged by lifelong?)")
+    return value
+
+
 def find_candidate(model_name: str, run_key: str) -> dict[str, Any] | None:
     """The complete version an earlier try of ``run_key`` registered, as small JSON; None if there is none."""
     client = _client()

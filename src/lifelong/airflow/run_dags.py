@@ -34,9 +34,15 @@ def main(request_json: str) -> int:
     dag = bag.dags[request["dag_id"]]
     for value in request["dates"]:
         logical = datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
-        run = dag.test(logical_date=logical, run_conf=request.get("conf"))
-        tasks = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-        result = {"logical_date": value, "run_id": run.run_id, "state": str(run.state), "tasks": tasks}
+        try:
+            run = dag.test(logical_date=logical, run_conf=request.get("conf"))
+        except Exception as exc:  # noqa: BLE001 - e.g. the trigger form's values fail their JSON schema
+            logging.exception("run of %s for %s could not start", dag.dag_id, value)
+            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            result = {"logical_date": value, "run_id": None, "state": "refused", "tasks": {}, "error": message}
+        else:
+            tasks = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+            result = {"logical_date": value, "run_id": run.run_id, "state": str(run.state), "tasks": tasks}
         print(RESULT_PREFIX + json.dumps(result), file=real_stdout, flush=True)
     return 0
 
