@@ -282,7 +282,7 @@ def update(
     _, spec, ds = _specs(model)
     day = _day(logical_date)
     data_version = store.data_version()
-    run_key = f"{model}/daily/{day}/{data_version[:12]}"
+    run_key = f"{model}/daily/{day}/{data_version[:12]}/{params_hash(spec)}"
     existing = registry.find_candidate(model, run_key)
     if existing is not None:
         return {**existing, "reused": True}
