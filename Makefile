@@ -38,5 +38,6 @@ bench: setup
 bench-quick: setup
 	$(BIN)/python -m bench.run --quick
 
-clean-stores:  ## forget every run, model and data version of the embedded stores
-	rm -rf .lifelong data/vic_elec data/ford_engine data/vibration_sim
+clean-stores:  ## forget every run, model and data version of the embedded stores (landing files too)
+	rm -rf .lifelong data .dvc/cache .dvc/tmp reports
+	git checkout -- data.dvc 2>/dev/null || true
