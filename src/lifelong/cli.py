@@ -164,6 +164,8 @@ def _step(args: argparse.Namespace) -> dict:
     given = json.loads(Path(args.input).read_text()) if args.input else {}
     if args.step == "validate":
         result = pipeline.validate_ingest(args.model, args.date)
+        # only what identifies the data: timings and report paths would make DVC rerun everything downstream
+        result = {k: result[k] for k in ("dataset", "partition", "rows", "data_version")}
     elif args.step == "update":
         result = pipeline.update(args.model, args.date)
     else:
