@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _project import point_at
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,9 +27,5 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(REPO / "params.yaml", project / "params.yaml")
-    monkeypatch.setenv("LIFELONG_PROJECT_DIR", str(project))
-    monkeypatch.setenv("LIFELONG_HOME", str(project / ".lifelong"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("LIFELONG_DEVICE", "cpu")
-    monkeypatch.chdir(project)
+    point_at(project, monkeypatch)
     return project

@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
+from _project import project_with
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL = "vibration_classifier"
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory):
-    project = tmp_path_factory.mktemp("addtask") / "project"
-    project.mkdir()
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["models"][MODEL]["train"]["epochs"] = 3
-    raw["datasets"]["vibration_sim"]["options"]["samples_per_class"] = 40
-    (project / "params.yaml").write_text(yaml.safe_dump(raw))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LIFELONG_PROJECT_DIR", str(project))
-    mp.setenv("LIFELONG_HOME", str(project / ".lifelong"))
-    mp.setenv("LIFELONG_DEVICE", "cpu")
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mp.chdir(project)
+    def edit(raw: dict) -> None:
+        raw["models"][MODEL]["train"]["epochs"] = 3
+        raw["datasets"]["vibration_sim"]["options"]["samples_per_class"] = 40
 
+    with project_with(tmp_path_factory.mktemp("addtask"), edit):
+        yield _run_tasks()
+
+
+def _run_tasks() -> dict:
     from lifelong.airflow.embedded import run_dag
     from lifelong.data import landing, store
 
@@ -36,8 +29,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory):
     first = run_dag("lifelong_add_task", [None], conf={"model": MODEL, "task": "M1", "strategy": "ewc+replay"})[0]
     second = run_dag("lifelong_add_task", [None], conf={"model": MODEL, "task": "M2", "strategy": "ewc+replay"})[0]
     bad = run_dag("lifelong_add_task", [None], conf={"model": MODEL, "task": "M3", "strategy": "magic"})
-    yield {"first": first, "second": second, "bad": bad}
-    mp.undo()
+    return {"first": first, "second": second, "bad": bad}
 
 
 def test_first_task_trains_a_model_from_scratch(runs):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from _project import project_with
 
 pytestmark = pytest.mark.slow
 
@@ -27,21 +27,19 @@ WARMUP = 3
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
     """Run days 1..WARMUP+3 (good), then a malformed day, then a poisoned day and the day after."""
-    project = tmp_path_factory.mktemp("dagrun") / "project"
-    project.mkdir()
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    forecaster = raw["models"][MODEL]
-    forecaster["warmup_days"] = WARMUP
-    forecaster["train"]["epochs"] = 3
-    forecaster["start_date"] = str(START)
-    (project / "params.yaml").write_text(yaml.safe_dump(raw))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LIFELONG_PROJECT_DIR", str(project))
-    mp.setenv("LIFELONG_HOME", str(project / ".lifelong"))
-    mp.setenv("LIFELONG_DEVICE", "cpu")
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mp.chdir(project)
 
+    def edit(raw: dict) -> None:
+        forecaster = raw["models"][MODEL]
+        forecaster["warmup_days"] = WARMUP
+        forecaster["train"]["epochs"] = 3
+        forecaster["start_date"] = str(START)
+
+    with project_with(tmp_path_factory.mktemp("dagrun"), edit) as project:
+        yield _run_days(project)
+        shutil.rmtree(project, ignore_errors=True)
+
+
+def _run_days(project: Path) -> dict:
     from lifelong import registry
     from lifelong.airflow.embedded import run_dag
     from lifelong.data import landing, store
@@ -70,10 +68,15 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     landing.simulate("vic_elec", bad_day, 1, force=True)
     history["fixed_day"] = run_dag(DAG, [str(bad_day)])[0]
     results.update({r["logical_date"]: r for r in run_dag(DAG, [str(poisoned_day), str(after_poison)])})
-    yield {"project": project, "results": results, "days": days, "history": history,
-           "bad_day": bad_day, "poisoned_day": poisoned_day, "after_poison": after_poison}
-    mp.undo()
-    shutil.rmtree(project, ignore_errors=True)
+    return {
+        "project": project,
+        "results": results,
+        "days": days,
+        "history": history,
+        "bad_day": bad_day,
+        "poisoned_day": poisoned_day,
+        "after_poison": after_poison,
+    }
 
 
 def test_warmup_then_first_model_then_daily_updates(world):
