@@ -366,11 +366,14 @@ def evaluate(model: str, logical_date: str | date, candidate: dict, *, run_info:
     champ = registry.load_state_of(model, champion) if champion and champion != candidate["version"] else None
     x, y = _forecast_days(spec, ds, [day], cand.extra["stats"])
     scores = {"candidate": _forecast_metrics(cand, x, y), "champion": _forecast_metrics(champ, x, y) if champ else None}
-    retention = champ.buffer if champ is not None and champ.buffer is not None and len(champ.buffer) else None
-    if retention is not None:
+    # the retention set: the champion's replay buffer (what the serving model has learned), or
+    # the first model's own buffer, so that every candidate is measured on what came before
+    retention = (champ or cand).buffer
+    if retention is not None and len(retention):
         rx, ry, _ = retention.contents()
-        scores["candidate"]["retention_mae"] = _forecast_metrics(cand, rx, ry)["mae"]
-        scores["champion"]["retention_mae"] = _forecast_metrics(champ, rx, ry)["mae"]
+        for name, state in (("candidate", cand), ("champion", champ)):
+            if state is not None:
+                scores[name]["retention_mae"] = _forecast_metrics(state, rx, ry)["mae"]
     registry.log_metrics(candidate["run_id"], {f"eval_{k}": v for k, v in scores["candidate"].items()})
     return {
         "model": model,
