@@ -1,52 +1,46 @@
-"""The production topology, natively: Celery routes the `gpu` queue to the GPU worker.
+"""The production topology, natively: the REST API, the Celery queues, the real daily DAG.
 
-Starts the processes of docker-compose.yml (see topology.py) on the machine's PostgreSQL and
-Redis, triggers a probe DAG through the Airflow REST API with a token, and checks which worker
-ran each task; then checks that every process, database and Redis key is gone.
+The session fixture ``production`` (conftest.py) starts the processes of docker-compose.yml
+(see topology.py) on the machine's PostgreSQL and Redis and runs the probe DAG and three days
+of the daily DAG on them. These tests check, through the Airflow REST API (with a token) and
+the MLflow server's REST API (with basic auth), what ran where and what the registry holds;
+the last one stops the topology and checks that every process, database and Redis key is gone.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from pathlib import Path
 
 import psutil
 import pytest
 import redis
 import requests
-from topology import REDIS_HOST, REDIS_PORT, production_topology, services_available
+from production_run import DAYS, MODEL, PROBE, START, WARMUP, Production
+from topology import REDIS_HOST, REDIS_PORT
 
 pytestmark = [pytest.mark.production, pytest.mark.slow]
 
-DAGS = Path(__file__).parent / "dags"
-PROBE = "lifelong_topology_probe"
+
+def _day(logical_date: str) -> dt.date:
+    return dt.datetime.fromisoformat(logical_date.replace("Z", "+00:00")).date()
 
 
-@pytest.fixture(scope="module")
-def _services() -> None:
-    if not services_available():
-        pytest.skip("needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379")
+def test_authentication_is_on(production: Production) -> None:
+    topo = production.topo
+    search = f"{topo.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert requests.get(search, timeout=60).status_code == 401
+    assert requests.get(search, timeout=60, auth=(topo.mlflow_user, topo.mlflow_password)).status_code == 200
+    assert requests.get(f"{topo.airflow_url}/api/v2/dags", timeout=60).status_code == 401
+    bad = {"username": topo.admin_user, "password": "wrong"}
+    assert requests.post(f"{topo.airflow_url}/auth/token", json=bad, timeout=60).status_code == 401
 
 
-def test_gpu_queue_runs_on_gpu_worker(_services: None, tmp_path: Path) -> None:
-    with production_topology(DAGS, tmp_path) as topo:
-        # MLflow: authentication is on
-        search = f"{topo.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
-        assert requests.get(search, timeout=60).status_code == 401
-        assert requests.get(search, timeout=60, auth=(topo.mlflow_user, topo.mlflow_password)).status_code == 200
-        # Airflow: authentication is on
-        assert requests.get(f"{topo.airflow_url}/api/v2/dags", timeout=60).status_code == 401
-
-        topo.wait_for_dag(PROBE)
-        topo.unpause(PROBE)
-        run_id = topo.trigger(PROBE)
-        state = topo.wait_for_run(PROBE, run_id, timeout=300)
-        tis = topo.task_instances(PROBE, run_id)
-        where = {t: topo.xcom(PROBE, run_id, t) for t in ("on_default", "on_gpu")}
-        pids, dbs, redis_db, timings = topo.pids, topo.databases, topo.redis_db, topo.timings
-
-    print("topology timings (s):", json.dumps({k: round(v, 1) for k, v in timings.items()}))
-    assert state == "success", tis
+def test_gpu_queue_runs_on_gpu_worker(production: Production) -> None:
+    topo, run_id = production.topo, production.probe_run
+    tis = topo.task_instances(PROBE, run_id)
+    assert production.probe_state == "success", tis
+    where = {t: topo.xcom(PROBE, run_id, t) for t in ("on_default", "on_gpu")}
     assert tis["on_gpu"]["queue"] == "gpu"
     assert tis["on_gpu"]["hostname"] == "airflow-worker-gpu"
     assert where["on_gpu"]["queues"] == "gpu"
@@ -54,11 +48,64 @@ def test_gpu_queue_runs_on_gpu_worker(_services: None, tmp_path: Path) -> None:
     assert tis["on_default"]["hostname"] == "airflow-worker"
     assert where["on_default"]["queues"] == "default"
 
-    # everything it started is gone: processes, databases, Redis keys
-    assert not [
+
+def test_daily_dag_catches_up_missed_days_in_order(production: Production) -> None:
+    runs = production.daily_runs
+    states = {r["logical_date"]: (r["run_type"], r["state"]) for r in runs}
+    assert [_day(r["logical_date"]) for r in runs] == [START + dt.timedelta(days=i) for i in range(DAYS)], states
+    assert all(r["run_type"] == "scheduled" and r["state"] == "success" for r in runs), states
+    # one run at a time, oldest first: each day started after the day before it had ended
+    for before, after in zip(runs, runs[1:], strict=False):
+        assert after["start_date"] >= before["end_date"], (before, after)
+
+
+def test_update_runs_on_the_gpu_worker(production: Production) -> None:
+    by_day = {_day(r["logical_date"]): production.daily_tis[r["dag_run_id"]] for r in production.daily_runs}
+    days = sorted(by_day)
+    for day in days[:WARMUP]:  # warming up: data is ingested, no model yet
+        assert by_day[day]["validate_ingest"]["state"] == "success"
+        assert by_day[day]["update"]["state"] == "skipped"
+    first = by_day[days[WARMUP]]
+    assert first["update"]["state"] == "success"
+    assert first["update"]["queue"] == "gpu"
+    assert first["update"]["hostname"] == "airflow-worker-gpu"
+    assert first["promote"]["state"] == "success"
+    for tis in by_day.values():  # every other task that ran, ran on the default worker
+        ran = {t: ti for t, ti in tis.items() if ti["state"] == "success" and t != "update"}
+        assert ran and {ti["hostname"] for ti in ran.values()} == {"airflow-worker"}, ran
+
+
+def test_mlflow_server_registry_has_the_champion(production: Production) -> None:
+    topo = production.topo
+    auth = (topo.mlflow_user, topo.mlflow_password)
+    api = f"{topo.mlflow_url}/api/2.0/mlflow"
+    r = requests.get(
+        f"{api}/registered-models/alias", params={"name": MODEL, "alias": "champion"}, auth=auth, timeout=60
+    )
+    assert r.status_code == 200, r.text
+    version = r.json()["model_version"]
+    assert "champion" in version["aliases"]
+    assert version["status"] == "READY"
+    run = requests.get(f"{api}/runs/get", params={"run_id": version["run_id"]}, auth=auth, timeout=60).json()["run"]
+    # artifacts went through the server (proxied), not to a local file:// path of the worker
+    assert run["info"]["artifact_uri"].startswith("mlflow-artifacts:"), run["info"]["artifact_uri"]
+    stored = list((production.workdir / "topology" / "mlartifacts").rglob("*.safetensors"))
+    assert stored, "no safetensors under the MLflow server's artifact destination"
+    # the worker's own home holds no MLflow store: the registry is the server's
+    assert not (production.project / ".lifelong" / "mlflow.db").exists()
+    assert not (production.project / ".lifelong" / "mlartifacts").exists()
+
+
+def test_everything_it_started_is_stopped(production: Production) -> None:
+    """Last test of the session's topology: stop it, then nothing may be left behind."""
+    topo = production.topo
+    production.close()
+    print("topology timings (s):", json.dumps({k: round(v, 1) for k, v in topo.timings.items()}))
+    left = [
         name
-        for name, pid in pids.items()
+        for name, pid in topo.pids.items()
         if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     ]
-    assert dbs.exist() == []
-    assert redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=redis_db).dbsize() == 0
+    assert left == []
+    assert topo.databases.exist() == []
+    assert redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=topo.redis_db).dbsize() == 0
