@@ -382,6 +382,8 @@ def load_settings(env: typing.Mapping[str, str] | None = None) -> Settings:
     tracking = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
     # a tracking server stores (proxies) artifacts itself; only the embedded store needs a folder
     served = tracking.startswith(("http://", "https://"))
-    artifacts = env.get("LIFELONG_ARTIFACT_ROOT") or ("mlflow-artifacts:/" if served else (home / "mlartifacts").as_uri())
+    artifacts = env.get("LIFELONG_ARTIFACT_ROOT") or (
+        "mlflow-artifacts:/" if served else (home / "mlartifacts").as_uri()
+    )
     device = env.get("LIFELONG_DEVICE", "auto")
     return Settings(project_dir, home, tracking, artifacts, device)
