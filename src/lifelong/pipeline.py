@@ -301,6 +301,9 @@ def update(
     else:
         state = registry.load_state_of(model, champion)
         previous = day - timedelta(days=1)
+        learned = state.extra.get("trained_through")
+        if learned and date.fromisoformat(learned) >= previous:  # a re-run after the day was promoted
+            raise NotReady(f"{model} v{champion} has already learned {learned}: the update for {day} is done")
         if previous not in stored:
             raise NotReady(f"day {previous} is not stored yet: the update for {day} trains on it")
         train_days, kind = [previous], "update"
@@ -651,35 +654,49 @@ def evaluate_all(model: str, candidate: dict, *, run_info: RunInfo | dict | None
 # --------------------------------------------------------------------------- without Airflow
 
 
+def _model_lock(model: str, what: str) -> Any:
+    """One run of ``model`` at a time on this machine, as the model's Airflow pool does across workers.
+
+    Two CLI runs of one day would otherwise both train a candidate before either promotes,
+    and both candidates would pass the gate (tests/faults/test_concurrent.py).
+    """
+    from lifelong.data import lock
+
+    _specs(model)  # an unknown model is refused before its name becomes part of a path
+    return lock.hold(load_settings().home / "locks" / f"model-{model}.lock", what)
+
+
 def run_day(model: str, logical_date: str | date, *, file: str | None = None) -> dict:
     """Every step of the daily DAG, in order, in this process (CLI, ``dvc repro``)."""
     run = RunInfo(user=_user())
     results: dict[str, Any] = {}
-    try:
-        results["validate_ingest"] = validate_ingest(model, logical_date, file=file, run_info=run)
-        results["check_drift"] = check_drift(model, logical_date, run_info=run)
-        results["update"] = update(model, logical_date, drift=results["check_drift"], run_info=run)
-        results["evaluate"] = evaluate(model, logical_date, results["update"], run_info=run)
-        results["gate"] = gate(model, results["evaluate"], run_info=run)
-        step = promote if results["gate"]["approved"] else reject
-        results[step.__name__] = step(model, results["gate"], run_info=run)
-    except NotReady as exc:
-        results["skipped"] = str(exc)
-    finally:
-        report(model, logical_date, results, run_info=run)
+    with _model_lock(model, f"run_day {model} {logical_date}"):
+        try:
+            results["validate_ingest"] = validate_ingest(model, logical_date, file=file, run_info=run)
+            results["check_drift"] = check_drift(model, logical_date, run_info=run)
+            results["update"] = update(model, logical_date, drift=results["check_drift"], run_info=run)
+            results["evaluate"] = evaluate(model, logical_date, results["update"], run_info=run)
+            results["gate"] = gate(model, results["evaluate"], run_info=run)
+            step = promote if results["gate"]["approved"] else reject
+            results[step.__name__] = step(model, results["gate"], run_info=run)
+        except NotReady as exc:
+            results["skipped"] = str(exc)
+        finally:
+            report(model, logical_date, results, run_info=run)
     return results
 
 
 def run_task(model: str, task: str, *, file: str | None = None, overrides: dict | None = None) -> dict:
     """Every step of the task-addition DAG, in order, in this process."""
     run = RunInfo(user=_user())
-    results: dict[str, Any] = {"validate_ingest": ingest_task(model, task, file=file, run_info=run)}
-    results["consolidate"] = consolidate(model, task, overrides=overrides, run_info=run)
-    results["learn_task"] = learn_task(model, task, results["consolidate"], overrides=overrides, run_info=run)
-    results["evaluate_all"] = evaluate_all(model, results["learn_task"], run_info=run)
-    results["gate"] = gate(model, results["evaluate_all"], run_info=run)
-    step = promote if results["gate"]["approved"] else reject
-    results[step.__name__] = step(model, results["gate"], run_info=run)
+    with _model_lock(model, f"run_task {model} {task}"):
+        results: dict[str, Any] = {"validate_ingest": ingest_task(model, task, file=file, run_info=run)}
+        results["consolidate"] = consolidate(model, task, overrides=overrides, run_info=run)
+        results["learn_task"] = learn_task(model, task, results["consolidate"], overrides=overrides, run_info=run)
+        results["evaluate_all"] = evaluate_all(model, results["learn_task"], run_info=run)
+        results["gate"] = gate(model, results["evaluate_all"], run_info=run)
+        step = promote if results["gate"]["approved"] else reject
+        results[step.__name__] = step(model, results["gate"], run_info=run)
     return results
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifelong import artifacts, audit
+from lifelong import artifacts, audit, faults
 from lifelong.config import load_settings
 from lifelong.errors import RegistryError
 from lifelong.gate import GateDecision, decide
@@ -301,6 +301,7 @@ def log_candidate(
         run_id = run.info.run_id
         artifacts.log_run_data(client, run_id, params, metrics, epoch_metrics)
         digests = artifacts.upload_state(client, run_id, state)
+        faults.checkpoint("mlflow_log")
         for name, fig in plots.items():
             client.log_figure(run_id, fig, f"plots/{_check('plot', name)}.png")
         artifacts.log_dataset(lineage.dataset, lineage.data_version, dataset_source, "training")
@@ -340,6 +341,7 @@ def _register(client: MlflowClient, model_name: str, model_uri: str, run_id: str
 
 def _before_complete(model_name: str, version: str) -> None:
     """Hook for fault-injection tests: a crash here leaves a registered, incomplete version."""
+    faults.checkpoint("register")
 
 
 def log_state_run(
@@ -404,10 +406,12 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
     client.set_model_version_tag(model_name, version, "validation_status", "approved")
     client.set_model_version_tag(model_name, version, "reason", decision.reason[:5000])
     client.set_model_version_tag(model_name, version, "deltas", json.dumps(decision.deltas))
+    faults.checkpoint("promote_alias")
     if current != version:
         if current is not None:
             client.set_registered_model_alias(model_name, PREVIOUS, current)
         client.set_registered_model_alias(model_name, CHAMPION, version)
+    faults.checkpoint("audit")
     if "promoted_at" not in mv.tags:
         client.set_model_version_tag(model_name, version, "promoted_at", _stamp())
     from_version = current if current != version else _audit_from(client, model_name, version)

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from lifelong import faults
 from lifelong.config import Settings
 from lifelong.errors import LifelongError
 
@@ -131,6 +132,7 @@ def record(settings: Settings) -> str:
     """``dvc add data`` then ``dvc push``: the new data version."""
     with _repo(settings, "add") as repo:
         repo.add(str(settings.data_dir))
+    faults.checkpoint("dvc_push")
     with _repo(settings, "push") as repo:
         repo.push(targets=[str(dvc_file(settings))], remote=REMOTE)
     recorded = version(settings)

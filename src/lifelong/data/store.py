@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
+from lifelong import faults
 from lifelong.config import ConfigError, DatasetSpec, Settings, load_params, load_settings
 from lifelong.data import dvcrepo, lock, schema
 from lifelong.data.batch import UnreadableBatch, read_batch
@@ -229,6 +230,7 @@ def ingest(
         from lifelong.data.validate import validate
 
         outcome = validate(frame, spec, key)
+        faults.checkpoint("validate")
     except (ConfigError, StoreBusy):
         raise
     except Exception as exc:  # a batch odd enough to break a check: keep it, say so, no traceback
@@ -246,6 +248,7 @@ def ingest(
         dvc_before = dvc_path.read_text() if dvc_path.exists() else None
         changed = before != data
         if changed:
+            faults.checkpoint("partition_write")
             write_atomic(target, data)
         try:
             version = dvcrepo.record(settings)

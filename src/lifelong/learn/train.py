@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lifelong import faults
 from lifelong.config import TrainSpec
 from lifelong.errors import LifelongError
 from lifelong.learn.models import task_kind
@@ -131,6 +132,7 @@ def fit(
             val_loss = evaluate_loss(model, x_val, y_val, kind, amp=amp, loss=loss) if n_val else train_loss
             state.counters["epochs"] = state.counters.get("epochs", 0) + 1
             result.epochs.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": state.lr})
+            faults.checkpoint("train_epoch")
             if progress is not None:
                 progress(
                     f"epoch {epoch + 1}/{train.epochs} train_loss={train_loss:.5g} val_loss={val_loss:.5g} "

@@ -1,0 +1,93 @@
+"""Fault injection: named points where a test can kill the process or fill its disk.
+
+A checkpoint is one line in the code, ``faults.checkpoint("dvc_push")``. It does nothing
+(one environment lookup) unless ``LIFELONG_FAULT`` names it:
+
+* ``LIFELONG_FAULT=dvc_push`` (or ``kill:dvc_push``): the process sends itself ``SIGKILL``
+  there, as the OOM killer or a lost worker would: no ``finally``, no ``atexit``, no flush;
+* ``LIFELONG_FAULT=enospc:dvc_push``: an ``OSError(ENOSPC)`` is raised there, as a full
+  disk would at that write.
+
+Several faults may be listed, comma-separated. With ``LIFELONG_FAULT_MARKER`` set to a file
+path, a fault fires **once**: the first process to reach it creates the marker (atomically,
+``O_EXCL``) and fails; every later process - the Airflow retry, the re-run of the day -
+finds the marker and passes. Without a marker it fires every time.
+
+>>> import os
+>>> os.environ[ENV] = "enospc:demo"
+>>> checkpoint("other")  # not named: nothing happens
+>>> checkpoint("demo")
+Traceback (most recent call last):
+...
+OSError: [Errno 28] No space left on device (injected at checkpoint 'demo')
+>>> parse("train_epoch, enospc:dvc_push")
+{'train_epoch': 'kill', 'dvc_push': 'enospc'}
+>>> del os.environ[ENV]
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+
+ENV = "LIFELONG_FAULT"
+MARKER_ENV = "LIFELONG_FAULT_MARKER"
+KINDS = ("kill", "enospc")
+
+# The checkpoints placed in the code, where each one sits (docs/reliability.md lists them too).
+CHECKPOINTS = {
+    "validate": "data/store.py ingest: the batch was validated, nothing is stored yet",
+    "partition_write": "data/store.py ingest: under the store lock, before the day's partition is written",
+    "dvc_push": "data/dvcrepo.py record: `dvc add` done (data.dvc rewritten), `dvc push` not yet",
+    "train_epoch": "learn/train.py fit: after each epoch (the first one that reaches it fires)",
+    "mlflow_log": "registry.py log_candidate: state uploaded to the run, model not logged, nothing registered",
+    "register": "registry.py _register: version registered, not yet tagged artifacts_complete",
+    "promote_alias": "registry.py promote: version tagged approved, the champion alias not moved yet",
+    "audit": "registry.py promote: champion alias moved, the audit event not written yet",
+}
+
+
+def parse(spec: str) -> dict[str, str]:
+    """``"kill:a, enospc:b, c"`` -> ``{"a": "kill", "b": "enospc", "c": "kill"}``."""
+    out: dict[str, str] = {}
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        kind, sep, name = item.partition(":")
+        if not sep:
+            kind, name = "kill", item
+        if kind not in KINDS:
+            raise ValueError(f"{ENV}: unknown fault kind {kind!r} in {item!r} (use {', '.join(KINDS)})")
+        out[name.strip()] = kind
+    return out
+
+
+def checkpoint(name: str) -> None:
+    """Fail here if ``LIFELONG_FAULT`` names this checkpoint (see the module docstring)."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    kind = parse(spec).get(name)
+    if kind is None or not _first_time(name):
+        return
+    if kind == "enospc":
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (injected at checkpoint {name!r})")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _first_time(name: str) -> bool:
+    """True once per marker file (always, without one): claim the marker atomically."""
+    marker = os.environ.get(MARKER_ENV)
+    if not marker:
+        return True
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{name} pid {os.getpid()}\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return True

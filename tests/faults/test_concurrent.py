@@ -1,0 +1,43 @@
+"""Two triggers for one model at once, outside Airflow's pool: both end correct.
+
+Airflow serializes model-changing steps with a one-slot pool per model; a person at the CLI
+(or ``dvc repro``) has no pool. Two ``run_day`` of the same model and day and an ingest of
+the next day start together in three processes: the store lock orders the three ingests,
+the model lock (``pipeline.run_day``) orders the two runs, and the second finds the day done.
+"""
+
+from __future__ import annotations
+
+import _faults_kit as kit
+import pytest
+
+pytestmark = pytest.mark.slow
+
+THE_DAY, NEXT_DAY = kit.day(4), kit.day(5)
+
+
+def test_two_run_days_and_an_ingest_at_once(base):
+    project = base.fresh()
+    started = [
+        kit.start(project, "run_day", kit.MODEL, THE_DAY),
+        kit.start(project, "run_day", kit.MODEL, THE_DAY),
+        kit.start(project, "validate_ingest", kit.MODEL, NEXT_DAY),
+    ]
+    first, second, ingest = (kit.wait(s) for s in started)
+    runs = [kit.ok(first), kit.ok(second)]
+    kit.ok(ingest)
+    info = kit.ok(kit.run(project, "_faults_kit:inspect", kit.MODEL))
+
+    kit.assert_day_correct(info, THE_DAY)
+    assert info["partitions"][NEXT_DAY] == {"rows": 48, "unique_times": 48}
+    assert sorted(info["partitions"]) == [kit.day(i) for i in range(6)]
+    promotions = [e for e in info["audit"] if e["event"] == "promote"]
+    assert len(promotions) == 2, promotions  # the first champion, and one for the day
+    # one run trained and decided the day; the other, serialized behind it by the model lock, found
+    # the day done: it reused that candidate (same data version) or skipped (the next day was stored)
+    decided = [r for r in runs if not r.get("skipped") and not r["update"]["reused"]]
+    assert len(decided) == 1, runs
+    for result in runs:
+        if result is not decided[0]:
+            assert result.get("skipped", "").endswith("is done") or result["update"]["reused"], result
+    assert len(kit.day_versions(info, THE_DAY)) == 1, info["versions"]
