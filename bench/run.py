@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     where = machine()
     mode_name = "quick" if args.quick else "full"
-    stamp = f"Run {when}, {mode_name}, commit {commit()}"
+    head = commit()
+    stamp = f"Run {when}, {mode_name}, commit {head}"
     sections = {m.group(1): m.group(0) for m in SECTION.finditer(RESULTS.read_text())} if only else {}
     failed = False
     for key in RUN_ORDER:
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             "run; no absolute time is compared with another run's.",
             "",
             f"- Last run: {when}, {mode_name} settings, {ran}, {total:.0f} s in all",
-            f"- Commit: {commit()}",
+            f"- Commit: {head}",
             f"- Machine: {where}",
             "- Each section below names the run that produced it.",
             "",

@@ -171,7 +171,7 @@ def bench(quick: bool) -> Report:
         top = next(o for o in outcomes if o.strategy == "joint")
         notes.append(
             f"{title}: best sequential strategy {best.strategy} ACC {100 * best.acc:.1f}% (naive "
-            f"{100 * naive.acc:.1f}%, joint upper bound {100 * top.acc:.1f}%)"
+            f"{100 * naive.acc:.1f}%, joint, the nominal upper bound, {100 * top.acc:.1f}%)"
         )
     settings = (
         "QUICK: vibration_sim in full; FordA/FordB at most 600 train and 600 test recordings per task, 3 epochs"
