@@ -13,6 +13,7 @@ never leaves a stale database connection behind.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import multiprocessing
@@ -20,10 +21,12 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,6 +76,36 @@ def project_env(project: Path, **extra: str) -> dict[str, str]:
         "LIFELONG_LOCK_TIMEOUT_S": "120",
         **extra,
     }
+
+
+@contextlib.contextmanager
+def in_process(project: Path, *, days: int, stored: int, **dataset_changes: Any) -> Iterator[Path]:
+    """A store-only project used from the test process itself: ``days`` landed, the first ``stored`` ingested."""
+    from lifelong.data import landing, store
+
+    write_params(project, **dataset_changes)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in project_env(project).items():
+            mp.setenv(name, value)
+        for name in ("MLFLOW_TRACKING_URI", "LIFELONG_DVC_REMOTE", "LIFELONG_FAULT", "LIFELONG_FAULT_MARKER"):
+            mp.delenv(name, raising=False)
+        mp.chdir(project)
+        store.ensure_repo()
+        landing.simulate(DATASET, START, days)
+        for offset in range(stored):
+            store.ingest(DATASET, day=START + dt.timedelta(days=offset))
+        yield project
+
+
+def store_state(project: Path) -> dict:
+    """The versioned part of the store, byte for byte: partitions (not landing, quarantine) and data.dvc."""
+    data = project / "data"
+    files = {
+        str(p.relative_to(data)): p.read_bytes()
+        for p in sorted(data.rglob("*"))
+        if p.is_file() and p.relative_to(data).parts[0] not in ("landing", "quarantine")
+    }
+    return {"files": files, "data.dvc": (project / "data.dvc").read_text()}
 
 
 def snapshot(project: Path, into: Path) -> None:
@@ -211,6 +244,16 @@ def ok(child: Child) -> Any:
 # ----------------------------------------------------------------------------- run in children
 
 
+def ingest_days(model: str, days: list[str]) -> list[dict]:
+    """Land ``days`` (and a few after them) and store them."""
+    from lifelong import pipeline
+    from lifelong.data import landing, store
+
+    store.ensure_repo()
+    landing.simulate(DATASET, dt.date.fromisoformat(days[0]), len(days) + 4)
+    return [pipeline.validate_ingest(model, d) for d in days]
+
+
 def build_base(model: str, days: list[str]) -> dict:
     """Land ``days``, store all but the last (warm-up), run the last day: the first champion."""
     from lifelong import pipeline
@@ -221,6 +264,19 @@ def build_base(model: str, days: list[str]) -> dict:
     for d in days[:-1]:
         pipeline.validate_ingest(model, d)
     return pipeline.run_day(model, days[-1])
+
+
+def decide_day(model: str, the_day: str) -> dict:
+    """The daily steps after ``validate_ingest`` (the day is already stored), as ``run_day`` runs them."""
+    from lifelong import pipeline
+
+    drift = pipeline.check_drift(model, the_day)
+    candidate = pipeline.update(model, the_day, drift=drift)
+    decision = pipeline.gate(model, pipeline.evaluate(model, the_day, candidate))
+    step = pipeline.promote if decision["approved"] else pipeline.reject
+    outcome = step(model, decision)
+    pipeline.report(model, the_day, {"update": candidate, "gate": decision, step.__name__: outcome})
+    return {"update": candidate, "gate": decision, step.__name__: outcome}
 
 
 def inspect(model: str) -> dict:

@@ -41,3 +41,16 @@ def test_two_run_days_and_an_ingest_at_once(base):
         if result is not decided[0]:
             assert result.get("skipped", "").endswith("is done") or result["update"]["reused"], result
     assert len(kit.day_versions(info, THE_DAY)) == 1, info["versions"]
+
+
+def test_a_decided_day_run_again_after_the_next_day_landed_changes_nothing(base):
+    """A new data version makes a new run key; the champion's ``trained_through`` still says the day is done."""
+    project = base.fresh()
+    first = kit.ok(kit.run(project, "run_day", kit.MODEL, THE_DAY))
+    assert "promote" in first, first
+    kit.ok(kit.run(project, "validate_ingest", kit.MODEL, NEXT_DAY))
+    again = kit.ok(kit.run(project, "run_day", kit.MODEL, THE_DAY))
+    assert again["skipped"].endswith("the update for 2012-03-05 is done"), again
+    info = kit.ok(kit.run(project, "_faults_kit:inspect", kit.MODEL))
+    kit.assert_day_correct(info, THE_DAY)
+    assert len(kit.day_versions(info, THE_DAY)) == 1 and info["champion"] == first["promote"]["champion"]

@@ -45,6 +45,21 @@ def remote_url(settings: Settings) -> str:
     return os.environ.get("LIFELONG_DVC_REMOTE") or str(settings.dvc_remote)
 
 
+def without_credentials(url: str) -> str:
+    """``url`` fit to log or show: any ``user:password@`` removed.
+
+    >>> without_credentials("https://bob:s3cr3t@dvc.example.com/store")
+    'https://dvc.example.com/store'
+    >>> without_credentials("/srv/dvc-remote")
+    '/srv/dvc-remote'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host, slash, path = rest.partition("/")
+    return f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"
+
+
 def dvc_file(settings: Settings) -> Path:
     return settings.project_dir / "data.dvc"
 
@@ -176,7 +191,8 @@ def restore(settings: Settings, md5: str) -> str:
                     repo.fetch(targets=[str(path)], remote=REMOTE)
                 if not _complete(repo.cache.local, md5):
                     raise DataVersionError(
-                        f"data version {md5} is neither in the local cache nor in the remote {remote_url(settings)}"
+                        f"data version {md5} is neither in the local cache nor in the remote"
+                        f" {without_credentials(remote_url(settings))}"
                     )
             except DataVersionError:
                 if before is None:

@@ -100,7 +100,7 @@ def dvc_location(dataset: str) -> str:
     's3://bucket/dvc#data/vic_elec'
     >>> del os.environ["LIFELONG_DVC_REMOTE"]
     """
-    remote = dvcrepo.remote_url(load_settings())
+    remote = dvcrepo.without_credentials(dvcrepo.remote_url(load_settings()))  # it is logged to MLflow
     uri = remote if "://" in remote else Path(remote).resolve().as_uri()
     return f"{uri}#data/{dataset}"
 
@@ -231,7 +231,7 @@ def ingest(
 
         outcome = validate(frame, spec, key)
         faults.checkpoint("validate")
-    except (ConfigError, StoreBusy):
+    except (ConfigError, StoreBusy, OSError):  # the machine failed, not the batch (e.g. disk full): retry, keep it
         raise
     except Exception as exc:  # a batch odd enough to break a check: keep it, say so, no traceback
         _refuse(settings, spec, key, file, f"could not be validated: {exc}", error=traceback.format_exc())
