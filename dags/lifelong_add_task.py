@@ -18,12 +18,10 @@ schema before the run starts.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from airflow.sdk import Param, dag, get_current_context, task
 
 from lifelong.airflow.embedded import TASKS_POOL
-from lifelong.airflow.runtime import call, project_env
+from lifelong.airflow.runtime import call, default_args, project_env
 from lifelong.config import load_params
 from lifelong.pipeline import STRATEGIES
 
@@ -40,7 +38,7 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # no path separators, no shell met
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True},
+    default_args=default_args(),
     tags=["lifelong", "task-addition"],
     params={
         "model": Param(

@@ -19,20 +19,13 @@ Nothing here holds logic: every task is one call into `lifelong.pipeline`.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import Asset, dag, get_current_context, task
 
 from lifelong.airflow.embedded import pool_name
-from lifelong.airflow.runtime import call, project_env
+from lifelong.airflow.runtime import call, default_args, project_env
 from lifelong.config import load_params
-
-DEFAULT_ARGS = {
-    "retries": 2,
-    "retry_delay": timedelta(seconds=20),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-}
 
 
 def _date(value: str | None) -> datetime | None:
@@ -51,7 +44,7 @@ def daily_dag(model: str, dataset: str, start: str, end: str | None):
         end_date=_date(end),
         catchup=True,
         max_active_runs=1,
-        default_args=DEFAULT_ARGS,
+        default_args=default_args(),
         doc_md=__doc__,
         tags=["lifelong", "daily", model],
     )

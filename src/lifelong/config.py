@@ -174,6 +174,20 @@ class DriftSpec:
 
 
 @dataclass(frozen=True)
+class RetrySpec:
+    """How Airflow retries a task that failed for a reason other than its input.
+
+    A store that is down (the MLflow server, PostgreSQL), a lost worker, a full disk: the task
+    is retried ``retries`` times, waiting ``delay_s``, then twice as long each time, at most
+    ``max_delay_s``. Bad input and invalid parameters are never retried.
+    """
+
+    retries: int = 2
+    delay_s: float = 20.0
+    max_delay_s: float = 600.0
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """What ``dvc repro`` reproduces: one model, one logical date (dvc.yaml reads ``${run.*}``)."""
 
@@ -186,6 +200,7 @@ class Params:
     datasets: dict[str, DatasetSpec]
     models: dict[str, ModelSpec]
     drift: DriftSpec = field(default_factory=DriftSpec)
+    retry: RetrySpec = field(default_factory=RetrySpec)
     run: RunSpec = field(default_factory=RunSpec)
 
     def model(self, name: str) -> ModelSpec:

@@ -29,3 +29,11 @@ class RegistryError(LifelongError):
     """The model registry refused an operation (rollback target rejected, incomplete, ...)."""
 
     exit_code = 6
+
+
+class ServiceUnavailable(LifelongError):
+    """A store lifelong depends on (the MLflow server, its database) did not answer.
+
+    Not the input's fault: Airflow retries the task with backoff, and nothing was half-written
+    (every registry step is idempotent and re-run from the start).
+    """

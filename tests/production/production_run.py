@@ -30,6 +30,10 @@ WARMUP = 2
 # days already stored before START: a window's input is the two days before its target day, so
 # the first model (trained on START+1's windows, on day START+2) needs the day before START
 HISTORY = 1
+# days landed after the caught-up ones, for test_services.py (which moves end_date on, a day at a time)
+EXTRA_DAYS = 2
+# Airflow's retries in this project (params.yaml `retry`), short so that a failing task fails in seconds
+RETRIES, RETRY_DELAY_S = 2, 3
 
 
 @dataclass
@@ -58,10 +62,11 @@ def _edit_params(raw: dict) -> None:
     spec["train"]["epochs"] = 2
     spec["start_date"] = str(START)
     spec["end_date"] = str(START + dt.timedelta(days=DAYS - 1))
+    raw["retry"] = {"retries": RETRIES, "delay_s": RETRY_DELAY_S, "max_delay_s": 4 * RETRY_DELAY_S}
 
 
 def _prepare_project(root: Path) -> Path:
-    """A project whose params.yaml covers DAYS days: HISTORY days already stored, DAYS days landed."""
+    """A project whose params.yaml covers DAYS days: HISTORY days already stored, DAYS + EXTRA_DAYS landed."""
     from _project import project_with
 
     with project_with(root, _edit_params) as project:
@@ -69,7 +74,7 @@ def _prepare_project(root: Path) -> Path:
 
         store.ensure_repo()
         first = START - dt.timedelta(days=HISTORY)
-        landing.simulate("vic_elec", first, HISTORY + DAYS)
+        landing.simulate("vic_elec", first, HISTORY + DAYS + EXTRA_DAYS)
         for offset in range(HISTORY):
             store.ingest("vic_elec", day=first + dt.timedelta(days=offset))
     return project
@@ -109,7 +114,12 @@ def production_run(root: Path) -> Production:
     stack = contextlib.ExitStack()
     try:
         t0 = time.monotonic()
-        topo = stack.enter_context(production_topology(_dags_folder(root), root / "topology", project_dir=project))
+        # MLflow's client retries a failed request 7 times over minutes by default; here once, so that
+        # a server that is down fails the task in seconds and Airflow's retries (params.yaml) take over
+        quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+        topo = stack.enter_context(
+            production_topology(_dags_folder(root), root / "topology", project_dir=project, extra_env=quick)
+        )
         topo.wait_for_dag(PROBE)
         topo.wait_for_dag(DAILY)
         topo.unpause(PROBE)

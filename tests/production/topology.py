@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -100,6 +101,8 @@ class Service:
     argv: list[str]
     log: Path
     proc: subprocess.Popen[bytes]
+    env: dict[str, str] = field(repr=False, default_factory=dict)
+    cwd: Path | None = None
     started: float = field(default_factory=time.monotonic)
 
     def log_tail(self, chars: int = 3000) -> str:
@@ -119,7 +122,7 @@ def _start(name: str, argv: list[str], env: Mapping[str, str], logs: Path, cwd: 
         proc = subprocess.Popen(  # own session: its process group id is its pid
             argv, env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    return Service(name, argv, log, proc)
+    return Service(name, argv, log, proc, dict(env), cwd)
 
 
 def _stop(services: list[Service], grace: float = 20.0) -> None:
@@ -222,6 +225,27 @@ class Databases:
         return [r[0] for r in rows]
 
 
+@contextlib.contextmanager
+def database_outage(dbs: Databases) -> Iterator[None]:
+    """PostgreSQL restarting, as this topology sees it: every connection to its databases is cut
+    and new ones are refused until the block ends. (The machine's server is shared by other
+    sessions, so it is not itself restarted.)"""
+    names = [dbs.airflow_db, dbs.mlflow_db, dbs.mlflow_auth_db]
+    with psycopg.connect(_pg_dsn("postgres"), autocommit=True) as conn:
+        for db in names:
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(db)))
+        try:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ANY(%s)"
+                " AND pid <> pg_backend_pid()",
+                (names,),
+            )
+            yield
+        finally:
+            for db in names:
+                conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(db)))
+
+
 def claim_redis_db(owner: str) -> int:
     """Claim an empty Redis database number (1..15) by writing an owner key into it."""
     for n in random.sample(range(1, 16), 15):
@@ -256,7 +280,9 @@ class Topology:
     databases: Databases
     redis_db: int
     timings: dict[str, float]
+    stopped: dict[str, Service] = field(default_factory=dict)
     _token: str | None = None
+    _supervised: bool = False
 
     @property
     def pids(self) -> dict[str, int]:
@@ -316,13 +342,62 @@ class Topology:
             state["value"] = self.api("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")["state"]
             return state["value"] in TERMINAL_RUN_STATES
 
-        _wait(f"run {run_id} of {dag_id}", done, list(self.services.values()), timeout, poll=2.0)
+        _wait(f"run {run_id} of {dag_id}", done, self._watched(), timeout, poll=2.0)
         return state["value"]
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
         """The run's task instances by task id (state, queue, hostname, pid, ...)."""
         tis = self.api("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances")["task_instances"]
         return {ti["task_id"]: ti for ti in tis}
+
+    def stop_service(self, name: str) -> None:
+        """``docker compose stop <name>``: SIGTERM, then SIGKILL; kept for :meth:`start_service`."""
+        service = self.services.pop(name)
+        _stop([service])
+        self.stopped[name] = service
+
+    def start_service(self, name: str, ready: Callable[[], bool], timeout: float = 180.0) -> None:
+        """Start a stopped (or exited) service again with its command and environment; wait until ``ready``."""
+        old = self.stopped.pop(name, None) or self.services.pop(name)
+        self.services[name] = _start(name, old.argv, old.env, old.log.parent, old.cwd or old.log.parent)
+        _wait(name, ready, list(self.services.values()), timeout)
+
+    def exited(self) -> list[str]:
+        """Services whose process has exited."""
+        return [name for name, s in self.services.items() if s.proc.poll() is not None]
+
+    @contextlib.contextmanager
+    def restarting(self) -> Iterator[list[str]]:
+        """docker-compose's ``restart: unless-stopped`` (the x-airflow-common anchor, mlflow): while the
+        block runs, a service that exits is started again within a second. Yields the names restarted."""
+        restarted: list[str] = []
+        done = threading.Event()
+
+        def supervise() -> None:
+            while not done.wait(1.0):
+                for name in self.exited():
+                    old = self.services[name]
+                    self.services[name] = _start(name, old.argv, old.env, old.log.parent, old.cwd or old.log.parent)
+                    restarted.append(name)
+
+        self._supervised = True
+        supervisor = threading.Thread(target=supervise, name="restart-unless-stopped", daemon=True)
+        supervisor.start()
+        try:
+            yield restarted
+        finally:
+            done.set()
+            supervisor.join()
+            self._supervised = False
+
+    def _watched(self) -> list[Service]:
+        """The services whose death fails a wait (none while :meth:`restarting` brings them back)."""
+        return [] if self._supervised else list(self.services.values())
+
+    def clear_run(self, dag_id: str, run_id: str) -> None:
+        """Clear every task instance of the run (as "Clear" in the UI): the run starts again."""
+        body = {"dag_run_id": run_id, "only_failed": False, "dry_run": False, "reset_dag_runs": True}
+        self.api("POST", f"/dags/{dag_id}/clearTaskInstances", body)
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/xcomEntries/{key}"

@@ -49,9 +49,90 @@ def call(step: Callable[..., dict], *args: Any, context: Mapping[str, Any], **kw
     from lifelong.pipeline import NotReady
 
     project_env()
+    info = run_info(context)
     try:
-        return step(*args, run_info=run_info(context), **kwargs)
+        return step(*args, run_info=info, **kwargs)
     except NotReady as exc:
         raise AirflowSkipException(str(exc)) from None
     except (RefusedBatch, ConfigError, StateError) as exc:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:
+        unreachable = service_unavailable(exc, try_number=info["try_number"], retries=_retries(context))
+        if unreachable is None:
+            raise
+        raise unreachable from exc
+
+
+def _retries(context: Mapping[str, Any]) -> int | None:
+    task = getattr(context.get("ti"), "task", None) or context.get("task")
+    return getattr(task, "retries", None)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def service_unavailable(exc: BaseException, try_number: int | None = None, retries: int | None = None):
+    """A :class:`~lifelong.errors.ServiceUnavailable` with a one-line message when ``exc`` says a
+    store did not answer (the MLflow server down, its database restarting), else ``None``.
+
+    >>> import requests
+    >>> from mlflow.exceptions import MlflowException
+    >>> try:
+    ...     try:
+    ...         raise requests.ConnectionError("Connection refused")
+    ...     except requests.ConnectionError:
+    ...         raise MlflowException("API request to http://mlflow:5000/api/2.0/x failed")
+    ... except MlflowException as e:
+    ...     print(service_unavailable(e, try_number=1, retries=2))
+    the MLflow server http://mlflow:5000 did not answer (Connection refused); try 1 of 3: Airflow retries with backoff
+    >>> service_unavailable(ValueError("a bug")) is None
+    True
+    """
+    import re
+
+    import requests
+
+    from lifelong.errors import ServiceUnavailable
+
+    chain = _chain(exc)
+    names = {type(e).__name__ for e in chain}
+    text = " ".join(str(e) for e in chain)
+    down = any(isinstance(e, requests.ConnectionError | requests.Timeout) for e in chain)
+    server_error = "MlflowException" in names and re.search(r"error code 5\d\d|status code 5\d\d|too many 5\d\d", text)
+    database = "OperationalError" in names
+    if not (down or server_error or database):
+        return None
+    if database:
+        what = "the database"
+    else:
+        url = re.search(r"(https?://[^/\s]+)", text)
+        what = f"the MLflow server {url.group(1) if url else ''}".rstrip()
+    reason = re.search(r"Connection refused|timed out|Name or service not known|error code 5\d\d|terminat\w+", text)
+    detail = f" ({reason.group(0)})" if reason else ""
+    if try_number and retries is not None and try_number > retries:
+        then = f"try {try_number} of {retries + 1}, the last: clear the task to run it again once it is back"
+    elif try_number and retries is not None:
+        then = f"try {try_number} of {retries + 1}: Airflow retries with backoff"
+    else:
+        then = "run it again once it is back"
+    return ServiceUnavailable(f"{what} did not answer{detail}; {then}")
+
+
+def default_args() -> dict[str, Any]:
+    """``retries``, ``retry_delay`` and backoff of every lifelong task, from ``params.yaml``'s ``retry``."""
+    from datetime import timedelta
+
+    from lifelong.config import load_params
+
+    retry = load_params().retry
+    return {
+        "retries": retry.retries,
+        "retry_delay": timedelta(seconds=retry.delay_s),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(seconds=retry.max_delay_s),
+    }
