@@ -24,7 +24,7 @@ demo: setup  ## the main job: 30 days of vic_elec through the daily DAG, then Fo
 
 test: setup  ## lint and the whole test suite
 	$(BIN)/ruff check src dags tests bench
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope
 
 lint: setup
 	$(BIN)/ruff check src dags tests bench

@@ -16,7 +16,8 @@ markers is booked to them), so the components add up to the steps' time:
   pipeline step;
 * Airflow start-up: child process start to the first step (interpreter, Airflow imports, DAG
   parse, DAG run creation); Airflow per-task overhead: between and around the steps (task
-  runner, XComs, state updates in the metadata DB); Airflow shutdown: last step to exit.
+  runner, XComs, state updates in the metadata DB); Airflow shutdown: last step to exit (the
+  child ends with ``run_dags.exit_process``, as the production child does).
 
 The one-time ``airflow db migrate`` of a new home is reported apart (not a daily cost). For
 comparison, the day before runs in-process (``run_day``, no Airflow) with the same markers.
@@ -143,6 +144,9 @@ class Clock:
 def child(request_json: str, out_file: str) -> int:
     """Run the DAG with markers on; write what they measured to ``out_file``."""
     child_start = time.time()
+    from lifelong.airflow.run_dags import hold_full_collections
+
+    hold_full_collections()  # as run_dags.main does first; here before the markers import torch & co.
     clock = Clock()
     started = time.perf_counter()
     clock.install()
@@ -192,10 +196,18 @@ def child(request_json: str, out_file: str) -> int:
 
 
 def _join_threads() -> dict[str, float]:
-    """Wait for the non-daemon threads left running (the interpreter would wait for them at exit), timed."""
+    """Wait for the non-daemon threads left running (the interpreter would wait for them at exit), timed.
+
+    First what the interpreter does before that wait: tell idle ``concurrent.futures`` pool workers
+    (MLflow's artifact repositories keep some) to stop; joined without it, each would wait out the timeout.
+    """
     import threading
+    from concurrent.futures import thread as pool_threads
 
     waited = {}
+    began = time.perf_counter()
+    pool_threads._python_exit()  # registered with threading._register_atexit: runs before the join at exit
+    waited["thread-pool workers"] = time.perf_counter() - began
     for thread in threading.enumerate():
         if thread is threading.current_thread() or thread.daemon:
             continue
@@ -305,8 +317,7 @@ def profile(quick: bool) -> dict[str, Any]:
             began = time.perf_counter()
             outcome = pipeline.run_day(MODEL, day)
             before.append({"day": str(day), "seconds": time.perf_counter() - began, "kind": _kind(outcome)})
-        # the in-process day first: a process that validated before a DAG run refuses its next batch
-        # (its cached GX checkpoint is stale once the Airflow child saved the suite again)
+        # the in-process day first, then the DAG run's day: the days stay in order
         in_process_s, in_process = _in_process_day(days[warmup + 1])
         measured = _run_child(days[warmup + 2], home)
         report = json.loads((home / "reports" / MODEL / "daily" / f"{days[warmup + 2]}.json").read_text())
@@ -349,7 +360,7 @@ def _airflow_parts(run: dict[str, Any]) -> tuple[dict[str, float], list[dict[str
         "Airflow between tasks (dag.test loop)": tis[-1]["end"] - tis[0]["start"] - in_tis,
         "Airflow wrap-up after the last task": run["child_end"] - tis[-1]["end"],
         "waiting for Airflow's threads to end at exit": joined,
-        "child process exit (interpreter teardown)": run["exit"] - run["child_end"] - joined,
+        "child process exit": run["exit"] - run["child_end"] - joined,
     }
     return parts, tis
 
@@ -394,12 +405,14 @@ def bench(quick: bool) -> Report:
         [
             f"**Where the time goes**: {grouped}. The daily update fits one day (48 windows) plus replay: "
             f"{training:.2f} s in the DAG run's fresh process, {warm.get('training (fit)', 0.0):.2f} s in the warm "
-            f"in-process day. What dominates is paid once per process: Airflow's start-up, its task runner (most of "
-            f"it before the first task: the in-process execution API) and the interpreter's teardown, and the "
-            f"first use of MLflow and GX in the process; the same steps in a warm process (last column) take "
-            f"{data['in_process_s']:.1f} s in all. (A diagnostic cProfile of the child, `BENCH_CPROFILE=FILE`, put "
-            f"most of MLflow's first-use time in `log_model`: `torch.export` of the pt2 serving copy and MLflow's "
-            f"requirements check; and the teardown in C, after every Python frame has returned.)",
+            f"in-process day. What dominates is paid once per process: Airflow's start-up and its task runner "
+            f"(most of it on the first task: the in-process execution API generates its routes for every API "
+            f"version Airflow supports on its first request), and the first use of MLflow (its imports, and "
+            f"`torch._dynamo`, which the first optimizer and `torch.export` of the serving copy import) and of GX "
+            f"(its imports); the same steps in a warm process (last column) take {data['in_process_s']:.1f} s in "
+            f"all. Like the production child, this one holds the garbage collector's full collections during "
+            f"its first run (a dozen of them while the libraries load, otherwise) and skips the interpreter's "
+            f"teardown at exit (`run_dags.hold_full_collections`, `run_dags.exit_process`).",
             "",
             f"The profiled run: `{DAG_ID}` for {data['day']}, state {run['dag_result'].get('state', '?')}. "
             f"Before it, in-process: {before}; then {data['in_process_day']} in-process with the markers (the "
@@ -452,7 +465,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--child", nargs=2, metavar=("REQUEST", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        sys.exit(child(*args.child))
+        from lifelong.airflow.run_dags import exit_process
+
+        exit_process(child(*args.child))  # ends as run_dags does in production
     report = bench(args.quick)
     print(report.section())
     return report.section()

@@ -15,6 +15,7 @@ import argparse
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -46,12 +47,16 @@ def _cl_protocol(quick: bool) -> Report:
     from bench import cl_protocol
 
     started = time.perf_counter()
-    markdown = cl_protocol.main(["--quick"] if quick else [])
+    # BENCH_CL_ARGS narrows a full run (e.g. "--skip-split --seeds 1 --permuted-methods 'Online EWC'")
+    extra = shlex.split(os.environ.get("BENCH_CL_ARGS", ""))
+    markdown = cl_protocol.main((["--quick"] if quick else []) + extra)
     targets = []
     for row in re.finditer(r"^\| (.+?) \| ([\d.]+) ± [\d.]+ \| >= (\d+): (MET|MISSED) \|$", markdown, re.M):
         method, value, bound, verdict = row.groups()
         targets.append(Target(f"permuted MNIST, {method}: average accuracy >= {bound}%", verdict == "MET", f"{value}%"))
     settings = "QUICK: subsets, few iterations, 1 seed" if quick else "FULL: the protocol's settings (see below)"
+    if extra:
+        settings += f"; narrowed with `{shlex.join(extra)}`"
     return Report("cl_protocol", "4c. Continual-learning protocol (split and permuted MNIST)", settings, markdown,
                   tuple(targets), seconds=time.perf_counter() - started)  # fmt: skip
 

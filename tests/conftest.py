@@ -29,3 +29,25 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copy(REPO / "params.yaml", project / "params.yaml")
     point_at(project, monkeypatch)
     return project
+
+
+SHARED_FIXTURE_DIRS = ("tests/production", "tests/faults")  # session fixtures shared across their files
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Under ``pytest -n 2 --dist loadscope`` (``make test``): whole files to a worker, and a whole
+    directory where its files share a session fixture (the production topology, the faults'
+    base project), so that no fixture is built twice. (``--dist loadgroup`` cannot be used:
+    pytest-xdist 3.8 marks groups through ``Item._nodeid``, which pytest 9 no longer reads.)
+    """
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFixtureScope(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            shared = [d for d in SHARED_FIXTURE_DIRS if path.startswith(d + "/")]
+            return shared[0] if shared else path
+
+    return ByFixtureScope(config, log)

@@ -381,13 +381,16 @@ def plot(report: DriftReport, reference: pd.DataFrame, current: pd.DataFrame) ->
     """One row per feature: overlaid histograms and the two ECDFs, titled with the verdict.
 
     Built on a bare :class:`matplotlib.figure.Figure` (Agg canvas, no pyplot state), so it
-    is safe in a worker process and needs no ``plt.close``.
+    is safe in a worker process and needs no ``plt.close``. Fixed margins rather than a layout
+    engine: constrained layout measures every label first, a third of the plot's time.
     """
     from matplotlib.figure import Figure
 
     rows = max(1, len(report.features))
-    fig = Figure(figsize=(10, 2.6 * rows + 0.6), layout="constrained")
-    axes = fig.subplots(rows, 2, squeeze=False)
+    height = 2.6 * rows + 0.6  # inches; the margins below leave room for the suptitle, titles and tick labels
+    fig = Figure(figsize=(10, height))
+    margins = {"left": 0.08, "right": 0.98, "top": 1 - 0.6 / height, "bottom": 0.35 / height}
+    axes = fig.subplots(rows, 2, squeeze=False, gridspec_kw={**margins, "hspace": 0.4, "wspace": 0.18})
     title = f"drift: {report.decision}"
     if report.error is not None:
         title += f"  |  champion error {report.error['value']:.4g} (z = {report.error['z']:.1f})"

@@ -180,7 +180,10 @@ def _stored_days(ds: DatasetSpec) -> set[date]:
 
 
 def check_drift(model: str, logical_date: str | date, *, run_info: RunInfo | dict | None = None) -> dict:
-    """Compare the day's features (and the champion's error on it) with the recent past."""
+    """Compare the day's features (and the champion's error on it) with the recent past.
+
+    Writes the report as JSON every day, and its plot (``plot_path``) on days with drift.
+    """
     from lifelong import drift, registry
     from lifelong.data import store
 
@@ -216,12 +219,17 @@ def check_drift(model: str, logical_date: str | date, *, run_info: RunInfo | dic
     import json
 
     path.write_text(json.dumps(report.to_json(), indent=2, default=str))
-    drift.plot(report, reference, current).savefig(out_dir / f"{day}.png", dpi=80)
+    # the JSON holds every test; the picture (~0.5 s to draw) is for the days that need a look
+    plot = out_dir / f"{day}.png"
+    if report.decision == "none":
+        plot.unlink(missing_ok=True)  # from an earlier run of the day that saw drift
+    else:
+        drift.plot(report, reference, current).savefig(plot, dpi=80)
     if report.decision == "severe":
         _progress(RunInfo.of(run_info))(
             f"severe drift on {day}: {'; '.join(report.reasons)} -- a task addition may be due"
         )
-    return {**report.to_json(), "report_path": str(path), "plot_path": str(out_dir / f"{day}.png")}
+    return {**report.to_json(), "report_path": str(path), "plot_path": None if report.decision == "none" else str(plot)}
 
 
 # --------------------------------------------------------------------------- model helpers

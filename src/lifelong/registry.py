@@ -24,6 +24,8 @@ import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -305,13 +307,42 @@ def log_candidate(
         for name, fig in plots.items():
             client.log_figure(run_id, fig, f"plots/{_check('plot', name)}.png")
         artifacts.log_dataset(lineage.dataset, lineage.data_version, dataset_source, "training")
-        info = artifacts.log_model(state, input_example)
+        with _pinned_requirements_map():
+            info = artifacts.log_model(state, input_example)
         _verify_upload(client, run_id, digests)
         log_seconds = time.perf_counter() - started
         client.log_metric(run_id, "registry_log_s", log_seconds)
         client.set_tag(run_id, "artifacts_complete", "true")
         mv = _register(client, model_name, info.model_uri, run_id, {**tags, "state_sha256": json.dumps(digests)})
     return Candidate(model_name, str(mv.version), run_id)
+
+
+@contextmanager
+def _pinned_requirements_map() -> Iterator[None]:
+    """Spare ``log_model`` MLflow's scan of every installed distribution (~0.4 s in a fresh process).
+
+    MLflow checks explicit pip requirements against the installed versions, and for that first
+    maps the modules of every installed distribution. Ours are pinned to the installed versions
+    (:func:`lifelong.artifacts.pip_requirements`), so for the call MLflow gets the map of just
+    those packages, and its own state back afterwards. Where MLflow has scanned already, or keeps
+    no such map, nothing changes.
+    """
+    try:
+        from mlflow.utils import requirements_utils as reqs
+    except ImportError:  # pragma: no cover - mlflow is a dependency
+        yield
+        return
+    names = ("_MODULES_TO_PACKAGES", "_PACKAGES_TO_MODULES")
+    saved = {name: getattr(reqs, name, "missing") for name in names}
+    if saved["_MODULES_TO_PACKAGES"] is not None or "missing" in saved.values():
+        yield
+        return
+    reqs._MODULES_TO_PACKAGES = {name: [name] for name in artifacts.PIP_REQUIREMENTS_PACKAGES}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(reqs, name, value)
 
 
 def _verify_upload(client: MlflowClient, run_id: str, digests: dict[str, str]) -> None:
@@ -414,6 +445,12 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
     faults.checkpoint("audit")
     if "promoted_at" not in mv.tags:
         client.set_model_version_tag(model_name, version, "promoted_at", _stamp())
+    if current == version:
+        # already champion: a retry, or a second trigger of the same day. Its promotion is recorded
+        # unless a crash came between moving the alias and writing the event (then write it now).
+        last = _last_champion_event(model_name)
+        if last is not None and last["version"] == version:
+            return {**last, "champion": version, "previous": _alias(client, model_name, PREVIOUS), "changed": False}
     from_version = current if current != version else _audit_from(client, model_name, version)
     event = _audit(
         client, event="promote", model=model_name, version=version, from_version=from_version,
@@ -425,6 +462,12 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
         "previous": _alias(client, model_name, PREVIOUS),
         "changed": current != version,
     }
+
+
+def _last_champion_event(model_name: str) -> dict[str, Any] | None:
+    """The latest audit event that moved ``champion`` (a promotion or a rollback), if any."""
+    moves = [e for e in history(model_name) if e["event"] in ("promote", "rollback")]
+    return moves[-1] if moves else None
 
 
 def _audit_from(client: MlflowClient, model_name: str, version: str) -> str | None:

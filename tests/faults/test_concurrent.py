@@ -54,3 +54,37 @@ def test_a_decided_day_run_again_after_the_next_day_landed_changes_nothing(base)
     info = kit.ok(kit.run(project, "_faults_kit:inspect", kit.MODEL))
     kit.assert_day_correct(info, THE_DAY)
     assert len(kit.day_versions(info, THE_DAY)) == 1 and info["champion"] == first["promote"]["champion"]
+
+
+def test_two_daily_dag_triggers_of_one_day_at_once_through_airflow(base, monkeypatch):
+    """Two ``lifelong daily`` (embedded Airflow) of one model and day at once, and a CLI ``run_day``.
+
+    ``dag.test`` honours no pool, so ``embedded.run_dag`` holds the home's and the model's locks:
+    the triggers run one after the other; the first decides the day, the others find it done.
+    """
+    import threading
+
+    from lifelong.airflow.embedded import run_dag
+
+    project = base.fresh()
+    for name, value in kit.project_env(project).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    dag = f"lifelong_daily__{kit.MODEL}"
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(run_dag(dag, [THE_DAY]))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    cli = kit.ok(kit.run(project, "run_day", kit.MODEL, THE_DAY))
+    for t in threads:
+        t.join(timeout=600)
+    assert len(results) == 2 and all(r[0]["state"] == "success" for r in results), results
+    updates = sorted(r[0]["tasks"]["update"] for r in results)
+    info = kit.ok(kit.run(project, "_faults_kit:inspect", kit.MODEL))
+    kit.assert_day_correct(info, THE_DAY)
+    promotions = [e for e in info["audit"] if e["event"] == "promote"]
+    assert len(promotions) == 2, promotions  # the first champion, and one for the day
+    # exactly one of the three decided the day; the others skipped (already learned) or reused it
+    decided_by_cli = "promote" in cli or "reject" in cli
+    assert updates.count("success") + decided_by_cli >= 1, (updates, cli)
+    assert len(kit.day_versions(info, THE_DAY)) == 1, info["versions"]

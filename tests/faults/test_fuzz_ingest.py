@@ -171,7 +171,6 @@ def test_malformed_daily_files_are_refused_and_the_store_is_untouched(project, k
     assert not list((project / "data").rglob("*.tmp"))
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the vic_elec suite checks steps and days, not the 30-min grid")
 def test_timestamps_off_the_frequency_grid_are_refused(project):
     """Every row 7 minutes late: same day, same steps, but not on the data set's 30-minute grid."""
     from lifelong.data import store

@@ -305,3 +305,22 @@ def test_evaluation_extras_and_state_runs(store: Path, log) -> None:
         torch.equal(back.fisher[n], state.fisher[n]) for n in state.fisher
     )
     assert len(_client().search_model_versions(f"name = '{MODEL}'")) == 1  # a state run registers no version
+
+
+def test_log_model_skips_mlflows_scan_of_every_distribution_and_puts_its_state_back(monkeypatch) -> None:
+    """Our pins are the installed versions: MLflow checks them against a map of just those packages."""
+    from mlflow.utils import requirements_utils as reqs
+
+    from lifelong import artifacts
+
+    monkeypatch.setattr(reqs, "_MODULES_TO_PACKAGES", None)
+    monkeypatch.setattr(reqs, "_PACKAGES_TO_MODULES", None)
+    with registry._pinned_requirements_map():
+        assert set(reqs._MODULES_TO_PACKAGES) == set(artifacts.PIP_REQUIREMENTS_PACKAGES)
+        reqs.warn_dependency_requirement_mismatches(artifacts.pip_requirements())  # the check still runs
+    assert reqs._MODULES_TO_PACKAGES is None and reqs._PACKAGES_TO_MODULES is None
+    scanned = {"torch": ["torch"], "yaml": ["PyYAML"]}
+    monkeypatch.setattr(reqs, "_MODULES_TO_PACKAGES", scanned)
+    with registry._pinned_requirements_map():  # MLflow scanned already: nothing changes
+        assert reqs._MODULES_TO_PACKAGES is scanned
+    assert reqs._MODULES_TO_PACKAGES is scanned

@@ -9,14 +9,17 @@ runs, so Airflow's start-up is paid once for many days.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from lifelong.config import Settings, load_params, load_settings
+from lifelong.data import lock
 from lifelong.errors import LifelongError
 
 REPO_DIR = Path(__file__).resolve().parents[3]
@@ -104,8 +107,44 @@ def run_dag(
 
     Returns one result per run: ``{"logical_date", "state", "tasks": {task_id: state}}``.
     Airflow's own log goes to ``<home>/logs/<dag_id>.log``.
+
+    ``dag.test`` honours neither pools nor ``max_active_runs``, so two triggers at once (two
+    ``lifelong daily`` of one model, a daily run and a task addition) are serialized here: one
+    embedded DAG run at a time per lifelong home (its SQLite metadata database allows one
+    writer anyway), holding the model's lock, the one ``pipeline.run_day`` takes, so that a CLI
+    run of the same model waits too. A second trigger waits up to ``LIFELONG_RUN_WAIT_S``
+    (default an hour), then fails naming the run it waited for.
     """
     settings = settings or load_settings()
+    with contextlib.ExitStack() as held:
+        wait = float(os.environ.get("LIFELONG_RUN_WAIT_S") or 3600)
+        what = f"{dag_id} {', '.join(str(d) for d in logical_dates)}"
+        held.enter_context(lock.hold(settings.home / "locks" / "airflow-embedded.lock", what, timeout=wait))
+        model = _model_of(dag_id, conf)
+        if model is not None:
+            held.enter_context(lock.hold(settings.home / "locks" / f"model-{model}.lock", what, timeout=wait))
+        return _run_dag(dag_id, logical_dates, conf, settings, on_result)
+
+
+def _model_of(dag_id: str, conf: dict | None) -> str | None:
+    """The model a lifelong DAG run changes, where the DAG id or its conf names it.
+
+    >>> _model_of("lifelong_daily__demand_forecaster", None), _model_of("lifelong_add_task", {"model": "m"})
+    ('demand_forecaster', 'm')
+    >>> _model_of("lifelong_add_task", {"model": "../x"}) is None
+    True
+    """
+    model = dag_id.partition("__")[2] if dag_id.startswith("lifelong_daily__") else (conf or {}).get("model")
+    return model if isinstance(model, str) and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", model) else None
+
+
+def _run_dag(
+    dag_id: str,
+    logical_dates: Sequence[str | None],
+    conf: dict | None,
+    settings: Settings,
+    on_result: Callable[[dict], None] | None,
+) -> list[dict]:
     env = ensure_airflow(settings)
     log = settings.home / "logs" / f"{dag_id}.log"
     request = json.dumps({"dag_id": dag_id, "dates": list(logical_dates), "conf": conf})

@@ -60,6 +60,8 @@ def _describe(check: dict, spec: DatasetSpec) -> str | None:
         return f"{count} duplicated rows (identical to another row)"
     if column == "__step_s":
         return f"{spec.timestamp}: {count} steps not {spec.frequency} apart{_examples(result)} (seconds)"
+    if column == "__grid_s":
+        return f"{spec.timestamp}: {count} times off the {spec.frequency} grid{_examples(result)} (seconds past it)"
     if column == "__local_date":
         return f"{spec.timestamp}: {count} rows outside the day {kw.get('value_set')}{_examples(result)}"
     if kind == "expect_column_pair_values_to_be_equal":

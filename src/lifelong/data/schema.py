@@ -89,6 +89,26 @@ def local_dates(spec: DatasetSpec, timestamps: pd.Series) -> pd.Series:
     return local.dt.strftime("%Y-%m-%d").astype("str")
 
 
+def grid_offsets(spec: DatasetSpec, timestamps: pd.Series) -> pd.Series:
+    """Seconds each timestamp lies past the data set's grid (local midnight + whole steps): 0 on it.
+
+    A frequency that does not divide a day has no daily grid: every offset is then 0.
+
+    >>> from lifelong.config import DatasetSpec
+    >>> spec = DatasetSpec(name="x", kind="forecast", loader="file:x", timestamp="t",
+    ...                    features=("y",), target="y", frequency="30min", timezone="Australia/Melbourne")
+    >>> ts = pd.Series(pd.to_datetime(["2012-01-01 13:00", "2012-01-01 13:37"], utc=True))
+    >>> grid_offsets(spec, ts).tolist()
+    [0.0, 420.0]
+    """
+    every = step(spec).total_seconds()
+    if every <= 0 or 86400 % every:
+        return pd.Series(0.0, index=timestamps.index)
+    local = timestamps.dt.tz_convert(spec.timezone or "UTC")
+    since_midnight = (local - local.dt.normalize()).dt.total_seconds()
+    return since_midnight % every
+
+
 def row_dates(spec: DatasetSpec, frame: pd.DataFrame) -> pd.Series:
     """The day each row belongs to: the date column when declared, else derived from the timestamp."""
     if spec.date_column:

@@ -6,6 +6,7 @@ enters as suite parameters. A few checks GX cannot express on the raw columns ru
 derived columns added before validation, named ``__...`` so they show up in Data Docs:
 
 * ``__step_s``: seconds since the previous row (regular frequency, no gaps);
+* ``__grid_s``: seconds past the frequency's grid, local midnight + whole steps (0: on it);
 * ``__local_date``: each timestamp's local calendar day (matches the date column);
 * ``__row_hash``: a hash of each row without its id (no duplicate rows or recordings);
 * ``<signal>__len``, ``__nonfinite``, ``__min``, ``__max``: one number per recording.
@@ -107,6 +108,7 @@ def derive(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     if spec.kind == "forecast":
         ts = spec.timestamp
         out["__step_s"] = _safe(lambda: out[ts].diff().dt.total_seconds(), n)
+        out["__grid_s"] = _safe(lambda: schema.grid_offsets(spec, out[ts]), n)
         out["__local_date"] = _safe(lambda: schema.local_dates(spec, out[ts]), n)
     for name in schema.array_columns(spec):
         stats = _safe(lambda name=name: _signal_stats(out[name]), n)
@@ -117,7 +119,7 @@ def derive(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
 
 
 def derived_columns(spec: DatasetSpec) -> list[str]:
-    names = ["__step_s", "__local_date"] if spec.kind == "forecast" else []
+    names = ["__step_s", "__grid_s", "__local_date"] if spec.kind == "forecast" else []
     for name in schema.array_columns(spec):
         names += [f"{name}__{stat}" for stat in ("len", "nonfinite", "min", "max")]
     return [*names, "__row_hash"]
@@ -165,6 +167,7 @@ def expectations(spec: DatasetSpec) -> list[Any]:
         out += [
             gxe.ExpectColumnValuesToBeIncreasing(column=ts, strictly=True),
             gxe.ExpectColumnValuesToBeInSet(column="__step_s", value_set=[schema.step(spec).total_seconds()]),
+            gxe.ExpectColumnValuesToBeInSet(column="__grid_s", value_set=[0.0]),
             gxe.ExpectColumnValuesToBeInSet(column="__local_date", value_set=param("day")),
             gxe.ExpectTableRowCountToEqual(value=param("rows")),
         ]
@@ -208,8 +211,7 @@ def _context(root: Path) -> Any:
     """The file data context under ``root`` (``<home>/gx``), built once per process."""
     if not (root / "great_expectations.yml").exists():  # new, or wiped since: start afresh
         _CONTEXTS.pop(root, None)
-        for key in [k for k in _CHECKPOINTS if k[0] == root]:
-            del _CHECKPOINTS[key]
+        _forget_checkpoints(root)
     if root not in _CONTEXTS:
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
         import great_expectations as gx
@@ -261,10 +263,38 @@ def _checkpoint(context: Any, root: Path, spec: DatasetSpec) -> Any:
     return checkpoint
 
 
-def validate(frame: pd.DataFrame, spec: DatasetSpec, key: str) -> Validation:
-    """Validate one batch of ``spec`` for ``key`` (a day ``YYYY-MM-DD`` or a task name)."""
+def _forget_checkpoints(root: Path) -> None:
+    for key in [k for k in _CHECKPOINTS if k[0] == root]:
+        del _CHECKPOINTS[key]
+
+
+def _stale_errors() -> tuple[type[Exception], ...]:
+    """What ``Checkpoint.run`` raises when a resource it holds is older than the stored one."""
+    from great_expectations.exceptions.resource_freshness import (
+        ResourceFreshnessAggregateError,
+        ResourceFreshnessError,
+    )
+
+    return (ResourceFreshnessAggregateError, ResourceFreshnessError)
+
+
+def _run(checkpoint: Any, data: pd.DataFrame, parameters: dict[str, Any], run_name: str) -> Any:
     from great_expectations.core.run_identifier import RunIdentifier
 
+    return checkpoint.run(
+        batch_parameters={"dataframe": data},
+        expectation_parameters=parameters,
+        run_id=RunIdentifier(run_name=run_name),
+    )
+
+
+def validate(frame: pd.DataFrame, spec: DatasetSpec, key: str) -> Validation:
+    """Validate one batch of ``spec`` for ``key`` (a day ``YYYY-MM-DD`` or a task name).
+
+    The suite, validation definition and checkpoint are cached per process; when another
+    process has saved them since, they are rebuilt once and the batch validated again, so only
+    a failed check refuses a batch.
+    """
     started = time.perf_counter()
     settings = load_settings()
     root = settings.home / "gx"
@@ -272,12 +302,16 @@ def validate(frame: pd.DataFrame, spec: DatasetSpec, key: str) -> Validation:
     data = derive(frame, spec)
     with lock.hold(settings.home / "locks" / "gx.lock", f"validate {spec.name} {key}"):
         context = _context(root)
-        checkpoint = _checkpoint(context, root, spec)
-        run = checkpoint.run(
-            batch_parameters={"dataframe": data},
-            expectation_parameters=parameters,
-            run_id=RunIdentifier(run_name=f"{spec.name}-{key}"),
-        )
+        try:
+            run = _run(_checkpoint(context, root, spec), data, parameters, f"{spec.name}-{key}")
+        except _stale_errors():
+            # another process saved the suite (or its validation definition or checkpoint) since this
+            # process cached them: GX refuses to run stale copies. Reload the context and rebuild them
+            # once, under the same lock (so no one saves in between), and validate again.
+            _CONTEXTS.pop(root, None)
+            _forget_checkpoints(root)
+            context = _context(root)
+            run = _run(_checkpoint(context, root, spec), data, parameters, f"{spec.name}-{key}")
         identifier, outcome = next(iter(run.run_results.items()))
         urls = context.get_docs_sites_urls(resource_identifier=identifier)
     result = outcome.to_json_dict()
