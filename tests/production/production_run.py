@@ -31,7 +31,7 @@ WARMUP = 2
 # the first model (trained on START+1's windows, on day START+2) needs the day before START
 HISTORY = 1
 # days landed after the caught-up ones, for test_services.py (which moves end_date on, a day at a time)
-EXTRA_DAYS = 2
+EXTRA_DAYS = 3
 # Airflow's retries in this project (params.yaml `retry`), short so that a failing task fails in seconds
 RETRIES, RETRY_DELAY_S = 2, 3
 

@@ -11,6 +11,8 @@ each new day, each time with a service failing:
 2. PostgreSQL "restarting" while the update trains: every connection to the topology's
    databases (Airflow's and MLflow's) is cut and new ones are refused for a few seconds.
    The run ends (after Airflow's retries, or cleared once if it failed) with the day correct.
+3. the update task's process killed (kill -9) on the GPU worker: Airflow retries it on its
+   own, and the day ends correct.
 
 "Correct" is ``tests/faults``' definition (``_faults_kit.assert_day_correct``), read from the
 MLflow server and the worker's project by a separate process.
@@ -21,11 +23,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 import yaml
 from production_run import DAILY, DAYS, MODEL, RETRIES, START, Production
@@ -138,4 +143,29 @@ def test_postgres_restarting_mid_update_leaves_nothing_corrupt_and_the_day_ends_
             topo.clear_run(DAILY, run_id)
             state = topo.wait_for_run(DAILY, run_id, timeout=420)
     assert state == "success", topo.task_instances(DAILY, run_id)
+    kit.assert_day_correct(_inspect(production), str(the_day))
+
+
+def _task_processes(worker: Any) -> list[psutil.Process]:
+    """The processes running a task on ``worker``: below its Celery pool process (worker > pool > task)."""
+    main = psutil.Process(worker.proc.pid)
+    pool = main.children()
+    return [p for child in pool for p in child.children(recursive=True)]
+
+
+def test_the_update_task_killed_mid_run_is_retried_by_airflow(production: Production):
+    """kill -9 of the task's process on the GPU worker (a lost worker, the OOM killer): Airflow retries it."""
+    topo = production.topo
+    the_day, run_id = _schedule_one_more_day(production)
+    assert the_day == START + dt.timedelta(days=DAYS + 2)
+    _wait_until_running(production, run_id, "update")
+    deadline = time.monotonic() + 60
+    while not (victims := _task_processes(topo.services["airflow-worker-gpu"])):
+        assert time.monotonic() < deadline, "no task process under the GPU worker"
+        time.sleep(0.2)
+    for process in victims:
+        process.send_signal(signal.SIGKILL)
+    assert topo.wait_for_run(DAILY, run_id, timeout=420) == "success", topo.task_instances(DAILY, run_id)
+    update = topo.task_instances(DAILY, run_id)["update"]
+    assert update["try_number"] == 2 and update["hostname"] == "airflow-worker-gpu", update
     kit.assert_day_correct(_inspect(production), str(the_day))
