@@ -671,7 +671,7 @@ def _model_lock(model: str, what: str) -> Any:
     from lifelong.data import lock
 
     _specs(model)  # an unknown model is refused before its name becomes part of a path
-    return lock.hold(load_settings().home / "locks" / f"model-{model}.lock", what)
+    return lock.model_lock(load_settings().home, model, what)
 
 
 def run_day(model: str, logical_date: str | date, *, file: str | None = None) -> dict:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
 from lifelong.config import Settings, load_params, load_settings
@@ -120,22 +119,25 @@ def run_dag(
         wait = float(os.environ.get("LIFELONG_RUN_WAIT_S") or 3600)
         what = f"{dag_id} {', '.join(str(d) for d in logical_dates)}"
         held.enter_context(lock.hold(settings.home / "locks" / "airflow-embedded.lock", what, timeout=wait))
-        model = _model_of(dag_id, conf)
+        model = _model_of(dag_id, conf, load_params().models)
         if model is not None:
-            held.enter_context(lock.hold(settings.home / "locks" / f"model-{model}.lock", what, timeout=wait))
+            held.enter_context(lock.model_lock(settings.home, model, what, timeout=wait))
         return _run_dag(dag_id, logical_dates, conf, settings, on_result)
 
 
-def _model_of(dag_id: str, conf: dict | None) -> str | None:
-    """The model a lifelong DAG run changes, where the DAG id or its conf names it.
+def _model_of(dag_id: str, conf: dict | None, declared: Collection[str]) -> str | None:
+    """The declared model a lifelong DAG run changes, where the DAG id or its conf names it.
 
-    >>> _model_of("lifelong_daily__demand_forecaster", None), _model_of("lifelong_add_task", {"model": "m"})
-    ('demand_forecaster', 'm')
-    >>> _model_of("lifelong_add_task", {"model": "../x"}) is None
+    >>> models = {"demand_forecaster", "engine_classifier"}
+    >>> _model_of("lifelong_daily__demand_forecaster", None, models)
+    'demand_forecaster'
+    >>> _model_of("lifelong_add_task", {"model": "engine_classifier"}, models)
+    'engine_classifier'
+    >>> _model_of("lifelong_add_task", {"model": "../x"}, models) is None
     True
     """
     model = dag_id.partition("__")[2] if dag_id.startswith("lifelong_daily__") else (conf or {}).get("model")
-    return model if isinstance(model, str) and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", model) else None
+    return model if isinstance(model, str) and model in declared else None
 
 
 def _run_dag(

@@ -91,3 +91,11 @@ def hold(path: Path, what: str, *, timeout: float | None = None) -> Iterator[Non
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def model_lock(home: Path, model: str, what: str, *, timeout: float | None = None) -> Iterator[None]:
+    """One run of ``model`` at a time under ``home`` (``run_day``, ``run_task``, an embedded DAG run).
+
+    ``model`` must be a model declared in params.yaml: its name becomes part of a path.
+    """
+    return hold(home / "locks" / f"model-{model}.lock", what, timeout=timeout)
