@@ -53,6 +53,12 @@ class Report:
             lines += [t.line() for t in self.targets] + [""]
         return "\n".join([*lines, self.markdown.strip(), ""])
 
+    def show(self) -> str:
+        """Print the section (a bench run on its own, ``python -m bench.<key>``) and return it."""
+        text = self.section()
+        print(text)
+        return text
+
 
 def save_figure(fig: Any, name: str) -> str:
     """Write ``fig`` to bench/out/NAME and bench/results/NAME; return the link RESULTS.md uses."""

@@ -469,8 +469,7 @@ def main(argv: list[str] | None = None) -> str:
 
         exit_process(child(*args.child))  # ends as run_dags does in production
     report = bench(args.quick)
-    print(report.section())
-    return report.section()
+    return report.show()
 
 
 if __name__ == "__main__":

@@ -273,8 +273,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--days", type=int, default=None, help="days to walk (default 365, quick 45)")
     args = parser.parse_args(argv)
     report = bench(args.quick, args.days)
-    print(report.section())
-    return report.section()
+    return report.show()
 
 
 if __name__ == "__main__":

@@ -142,8 +142,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     report = bench(args.quick)
-    print(report.section())
-    return report.section()
+    return report.show()
 
 
 if __name__ == "__main__":

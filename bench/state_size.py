@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--quick", action="store_true", help="1 epoch per task")
     args = parser.parse_args(argv)
     report = bench(args.quick)
-    print(report.section())
-    return report.section()
+    return report.show()
 
 
 if __name__ == "__main__":

@@ -193,8 +193,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--quick", action="store_true", help="FordA/B subsampled, fewer epochs")
     args = parser.parse_args(argv)
     report = bench(args.quick)
-    print(report.section())
-    return report.section()
+    return report.show()
 
 
 if __name__ == "__main__":
