@@ -125,6 +125,11 @@ def _start(name: str, argv: list[str], env: Mapping[str, str], logs: Path, cwd: 
     return Service(name, argv, log, proc, dict(env), cwd)
 
 
+def _again(service: Service) -> Service:
+    """``service`` started anew: the same command, environment, folder and log (appended to)."""
+    return _start(service.name, service.argv, service.env, service.log.parent, service.cwd or service.log.parent)
+
+
 def _stop(services: list[Service], grace: float = 20.0) -> None:
     """SIGTERM each service's process group and every descendant at once, then SIGKILL what is left."""
     family: list[psutil.Process] = []
@@ -359,7 +364,7 @@ class Topology:
     def start_service(self, name: str, ready: Callable[[], bool], timeout: float = 180.0) -> None:
         """Start a stopped (or exited) service again with its command and environment; wait until ``ready``."""
         old = self.stopped.pop(name, None) or self.services.pop(name)
-        self.services[name] = _start(name, old.argv, old.env, old.log.parent, old.cwd or old.log.parent)
+        self.services[name] = _again(old)
         _wait(name, ready, list(self.services.values()), timeout)
 
     def exited(self) -> list[str]:
@@ -377,7 +382,7 @@ class Topology:
             while not done.wait(1.0):
                 for name in self.exited():
                     old = self.services[name]
-                    self.services[name] = _start(name, old.argv, old.env, old.log.parent, old.cwd or old.log.parent)
+                    self.services[name] = _again(old)
                     restarted.append(name)
 
         self._supervised = True
