@@ -28,8 +28,19 @@ pickle; it is never unpickled here: :func:`read_mnist_pickle` walks its opcodes 
 ``pickletools`` and takes the raw array bytes, so no object is ever constructed from it. Without
 the package the bench falls back to sklearn's 8x8 digits and says so in the table header.
 
-Usage: ``python bench/cl_protocol.py [--quick] [--seeds N] [--iters N]``; prints markdown.
-``main(argv)`` returns the markdown (``bench/run.py`` collects it).
+Each (seed, scenario, method[, lambda]) is one run. ``--jobs N`` runs N at once, one process
+each (on a GPU; on the 2-core CPU one at a time is as fast). ``--record FILE`` appends every
+finished run to a JSON-lines file and skips the runs already in it, so an interrupted protocol
+resumes, and runs made on another machine (a GPU) join the table with their device named.
+``--deadline-s`` reports what finished by then (cells then say ``n=`` seeds). Permuted MNIST
+can sweep online EWC's lambda (``--permuted-lambdas 10,100,1000``); the target is then judged at
+the best lambda on the test accuracy, as the paper chose its lambda by grid search, and the
+report says so.
+
+Usage: ``python -m bench.cl_protocol [--quick] [--seeds N] [--skip-split|--skip-permuted]
+[--jobs N] [--record FILE] [--permuted-lambdas L,..]``; prints markdown. ``report(argv)``
+returns the markdown and targets (``bench/run.py`` makes the sections ``cl_split`` and
+``cl_permuted`` of them).
 """
 
 from __future__ import annotations
@@ -37,7 +48,9 @@ from __future__ import annotations
 import argparse
 import gzip
 import importlib.util
+import json
 import math
+import multiprocessing
 import pickletools
 import statistics
 import sys
@@ -51,6 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bench.common import Target
 from lifelong.config import ArchitectureSpec, StrategySpec, TrainSpec
 from lifelong.learn import metrics
 from lifelong.learn.state import LearnerState
@@ -223,14 +237,17 @@ def scenario_accuracy(scenario: str, logits: Tensor, y: Tensor) -> float:
     return metrics.accuracy(logits, scenario_labels(scenario, y))
 
 
-def strategy_for(method: str, scenario: str, settings: Settings) -> StrategySpec:
+def default_lambda(scenario: str) -> float:
+    """lambda per scenario: the ranges van de Ven & Tolias searched; larger where the output is shared."""
+    return {"task": 1e4, "domain": 1e6, "class": 1e4, "permuted": PERMUTED_LAMBDA}[scenario]
+
+
+def strategy_for(method: str, scenario: str, settings: Settings, ewc_lambda: float | None = None) -> StrategySpec:
     name = {"None": "naive", "Joint": "naive", "EWC": "ewc", "Online EWC": "online_ewc", "LwF": "lwf"}
     name |= {"ER": "replay", "EWC+ER": "ewc+replay"}
-    # lambda per scenario: the ranges van de Ven & Tolias searched; larger where the output is shared
-    ewc_lambda = {"task": 1e4, "domain": 1e6, "class": 1e4, "permuted": PERMUTED_LAMBDA}[scenario]
     return StrategySpec(
         name=name[method],  # type: ignore[arg-type]
-        ewc_lambda=ewc_lambda,
+        ewc_lambda=default_lambda(scenario) if ewc_lambda is None else ewc_lambda,
         gamma=1.0,
         fisher_variant="exact",
         fisher_samples=settings.fisher_samples,
@@ -257,12 +274,13 @@ def run_sequence(
     hidden: tuple[int, ...],
     lr: float,
     device: str,
+    ewc_lambda: float | None = None,
 ) -> list[list[float]]:
     """Learn ``tasks`` in order (or jointly); the accuracy matrix."""
     pixels = tasks[0][0].shape[-1]
     out_dim = 2 if scenario == "domain" else 10
     arch = ArchitectureSpec(type="mlp_classifier", in_channels=1, length=pixels, out_dim=out_dim, hidden=hidden)
-    spec = strategy_for(method, scenario, settings)
+    spec = strategy_for(method, scenario, settings, ewc_lambda)
     base = TrainSpec(
         lr=lr, lr_decay=1.0, batch_size=128, grad_clip=0.0, val_fraction=0.0, patience=0, seed=seed, device=device
     )
@@ -296,18 +314,236 @@ def _with_epochs(train: TrainSpec, epochs: int) -> TrainSpec:
     return replace(train, epochs=epochs)
 
 
+# --------------------------------------------------------------------------- runs
+
+PERMUTED_METHODS = ("None", "Online EWC", "EWC+ER")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the protocol: a method learning one seed's task sequence."""
+
+    experiment: str  # "split" or "permuted"
+    seed: int
+    scenario: str  # task / domain / class (split) or "permuted"
+    method: str
+    ewc_lambda: float | None = None  # None: the scenario's default
+
+    @property
+    def key(self) -> str:
+        lam = "" if self.ewc_lambda is None else f" lambda={self.ewc_lambda:g}"
+        return f"{self.experiment} seed {self.seed} {self.scenario} {self.method}{lam}"
+
+
+def jobs_for(settings: Settings, *, split: bool, permuted: list[str], lambdas: list[float] | None = None) -> list[Job]:
+    """Seed-major, permuted first: a run cut short by its deadline still holds whole seeds of the first rows."""
+    jobs = []
+    for seed in range(settings.seeds):
+        for method in permuted:
+            for lam in (lambdas or [None]) if method != "None" else [None]:
+                if method == "EWC+ER":
+                    lam = None  # EWC+ER keeps the default lambda; the sweep is for online EWC
+                jobs.append(Job("permuted", seed, "permuted", method, lam))
+    jobs = list(dict.fromkeys(jobs))
+    for seed in range(settings.seeds if split else 0):
+        jobs += [Job("split", seed, scenario, method) for scenario in SCENARIOS for method in METHODS]
+    return jobs
+
+
+_DATA: Data | None = None
+
+
+def run_job(job: Job, settings: Settings, device: str) -> dict:
+    """Run one job (in this process or a pool worker); a JSON-ready record of it."""
+    global _DATA
+    if _DATA is None:
+        _DATA = load_data()
+    started = time.perf_counter()
+    if job.experiment == "split":
+        tasks = split_tasks(_DATA, settings, job.seed)
+        iters, hidden, lr = settings.iters, settings.hidden, 1e-3
+    else:
+        tasks = permuted_tasks(_DATA, settings, job.seed)
+        iters, hidden, lr = settings.permuted_iters, settings.permuted_hidden, settings.permuted_lr
+    R = run_sequence(
+        tasks, job.scenario, job.method, settings, job.seed,
+        iters=iters, hidden=hidden, lr=lr, device=device, ewc_lambda=job.ewc_lambda,
+    )  # fmt: skip
+    where = f"cuda ({torch.cuda.get_device_name()})" if device.startswith("cuda") else "cpu"
+    seconds = time.perf_counter() - started
+    return {"key": job.key, "R": R, "seconds": seconds, "source": _DATA.source, "device": where}
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_jobs(
+    jobs: list[Job],
+    settings: Settings,
+    device: str,
+    *,
+    workers: int = 1,
+    threads: int = 1,
+    deadline_s: float | None = None,
+    record: Path | None = None,
+) -> tuple[dict[str, dict], int]:
+    """Run ``jobs`` (``workers`` processes at once); the records by job key, and how many were read back.
+
+    ``record``: a JSON-lines file each finished run is appended to; runs already in it are not run
+    again, so an interrupted protocol resumes where it stopped. ``deadline_s``: no run starts after
+    it (serial), or unfinished runs are stopped at it (parallel); what finished is reported.
+    """
+    done: dict[str, dict] = {}
+    if record is not None and record.is_file():
+        for line in record.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                done[entry["key"]] = entry
+    todo = [job for job in jobs if job.key not in done]
+    reused = len(jobs) - len(todo)
+    started = time.perf_counter()
+    expired = lambda: deadline_s is not None and time.perf_counter() - started >= deadline_s  # noqa: E731
+
+    def finished(entry: dict) -> None:
+        done[entry["key"]] = entry
+        if record is not None:
+            with record.open("a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+        n = len([j for j in jobs if j.key in done])
+        acc = 100 * metrics.average_accuracy(entry["R"])
+        print(
+            f"[cl] {n}/{len(jobs)} {entry['key']}: {acc:.1f}% ({entry['seconds']:.0f} s)", file=sys.stderr, flush=True
+        )
+
+    if workers <= 1:
+        for job in todo:
+            if expired():
+                break
+            finished(run_job(job, settings, device))
+        return done, reused
+    # spawn: CUDA cannot be used in a forked child
+    with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (threads,)) as pool:
+        pending = [pool.apply_async(run_job, (job, settings, device)) for job in todo]
+        while pending and not expired():
+            ready = [r for r in pending if r.ready()]
+            for result in ready:
+                finished(result.get())  # a failed run raises here: the bench fails loudly
+            pending = [r for r in pending if r not in ready]
+            if not ready:
+                time.sleep(0.5)
+        if pending:
+            print(f"[cl] deadline: {len(pending)} run(s) not finished, left out", file=sys.stderr, flush=True)
+    return done, reused
+
+
 # --------------------------------------------------------------------------- report
 
 
-def _fmt(values: list[float]) -> str:
+def _fmt(values: list[float], expected: int) -> str:
     if not values:
-        return "-"
+        return "not run"
     mean = 100 * statistics.fmean(values)
     sd = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.1f} ± {sd:.1f}"
+    return f"{mean:.1f} ± {sd:.1f}" + (f" (n={len(values)})" if len(values) < expected else "")
 
 
-def main(argv: list[str] | None = None) -> str:
+def _matrices(done: dict[str, dict], jobs: list[Job]) -> dict[Job, list[list[float]]]:
+    return {job: done[job.key]["R"] for job in jobs if job.key in done}
+
+
+def _devices(done: dict[str, dict], runs: dict[Job, list[list[float]]], device: str) -> str:
+    """Where the runs ran (records read back from ``--record`` may come from another machine)."""
+    seen = sorted({done[j.key].get("device", "?") for j in runs})
+    return f"device {', '.join(seen) if seen else device}"
+
+
+def split_report(done: dict[str, dict], jobs: list[Job], settings: Settings, device: str, quick: bool) -> str:
+    runs = _matrices(done, [j for j in jobs if j.experiment == "split"])
+    source = next((done[j.key]["source"] for j in runs), "MNIST")
+    lines = [
+        f"### Continual-learning protocol: split {source} (van de Ven & Tolias 2019)",
+        "",
+        f"{'QUICK settings (not the protocol: subsets and few iterations); ' if quick else ''}"
+        f"{settings.seeds} seed(s), {settings.iters} iterations per task, MLP {list(settings.hidden)}, "
+        f"Adam lr 1e-3, batch 128, {_devices(done, runs, device)}. Average accuracy (%) over the 5 tasks after "
+        "the last, "
+        "mean ± sd over seeds (n = seeds that finished, where fewer than asked); published = Table 4 of the "
+        "paper; time = wall seconds summed over the method's runs.",
+        "",
+        "| method | Task-IL | published | Domain-IL | published | Class-IL | published | time (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for method in METHODS:
+        cells = []
+        for scenario in SCENARIOS:
+            accs = [
+                metrics.average_accuracy(R) for j, R in runs.items() if (j.scenario, j.method) == (scenario, method)
+            ]
+            published = PUBLISHED[scenario].get(method)
+            cells += [_fmt(accs, settings.seeds), f"{published:.1f}" if published is not None else "-"]
+        seconds = sum(done[j.key]["seconds"] for j in runs if j.method == method)
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {seconds:.1f} |")
+    return "\n".join(lines)
+
+
+def permuted_report(
+    done: dict[str, dict], jobs: list[Job], settings: Settings, device: str, quick: bool
+) -> tuple[str, list[Target]]:
+    """Permuted MNIST, domain-incremental: a row per method (and lambda), the target on online EWC."""
+    wanted = [j for j in jobs if j.experiment == "permuted"]
+    runs = _matrices(done, wanted)
+    source = next((done[j.key]["source"] for j in runs), "MNIST")
+    rows = list(dict.fromkeys((j.method, j.ewc_lambda) for j in wanted))
+    lines = [
+        f"### Permuted {source}, {settings.permuted_tasks} tasks, domain-incremental",
+        "",
+        f"{'QUICK settings; ' if quick else ''}{settings.permuted_iters} iterations per task, MLP "
+        f"{list(settings.permuted_hidden)}, Adam lr {settings.permuted_lr:g}, batch 128, exact Fisher on "
+        f"{settings.fisher_samples} samples, gamma 1, {settings.seeds} seed(s), {_devices(done, runs, device)}. "
+        f"Average accuracy over the {settings.permuted_tasks} tasks after the last, and backward transfer (pp), "
+        "mean ± sd over seeds; time = wall seconds per run.",
+        "",
+        "| method | lambda | average accuracy (%) | backward transfer (pp) | time per run (s) | device |",
+        "|---|---|---|---|---|---|",
+    ]
+    ewc: dict[float, list[float]] = {}
+    for method, lam in rows:
+        mine = [R for j, R in runs.items() if (j.method, j.ewc_lambda) == (method, lam)]
+        seconds = [done[j.key]["seconds"] for j in runs if (j.method, j.ewc_lambda) == (method, lam)]
+        accs = [metrics.average_accuracy(R) for R in mine]
+        bwts = [metrics.backward_transfer(R) for R in mine]
+        shown = "-" if method == "None" else f"{default_lambda('permuted') if lam is None else lam:g}"
+        bwt = _fmt(bwts, settings.seeds) if bwts else "not run"
+        time_per_run = f"{statistics.fmean(seconds):.0f}" if seconds else "-"
+        where = ", ".join(
+            sorted({done[j.key].get("device", "?") for j in runs if (j.method, j.ewc_lambda) == (method, lam)})
+        )
+        row = [method, shown, _fmt(accs, settings.seeds), bwt, time_per_run, where or "-"]
+        lines.append("| " + " | ".join(row) + " |")
+        if method == "Online EWC" and accs:
+            ewc[default_lambda("permuted") if lam is None else lam] = accs
+    targets = []
+    if ewc:
+        best = max(ewc, key=lambda lam: statistics.fmean(ewc[lam]))
+        mean = statistics.fmean(ewc[best])
+        how = (
+            f"at lambda {best:g}, the best of {', '.join(f'{lam:g}' for lam in ewc)} on the test accuracy, "
+            "as the paper chose its lambda by grid search"
+            if len(ewc) > 1
+            else f"lambda {best:g}"
+        )
+        detail = f"{100 * mean:.1f}%, {how}; {len(ewc[best])} seed(s)"
+        targets.append(Target(f"permuted MNIST, Online EWC: average accuracy >= {100 * PERMUTED_TARGET:.0f}%",
+                              mean >= PERMUTED_TARGET, detail))  # fmt: skip
+        lines += ["", f"Target for online EWC: average accuracy >= {100 * PERMUTED_TARGET:.0f}%: {detail}."]
+    elif any(method == "Online EWC" for method, _ in rows):
+        name = f"permuted MNIST, Online EWC: average accuracy >= {100 * PERMUTED_TARGET:.0f}%"
+        targets.append(Target(name, None, "no online EWC run finished"))
+    return "\n".join(lines), targets
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small iterations and subsets, 1 seed")
     parser.add_argument("--seeds", type=int, default=None)
@@ -316,112 +552,64 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--skip-permuted", action="store_true")
     parser.add_argument("--skip-split", action="store_true", help="permuted MNIST only")
     parser.add_argument(
-        "--permuted-methods", default="None,Online EWC,EWC+ER", help="comma-separated, of: None, Online EWC, EWC+ER"
+        "--permuted-methods",
+        default=",".join(PERMUTED_METHODS),
+        help=f"comma-separated, of: {', '.join(PERMUTED_METHODS)}",
     )
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: stable timings on a shared machine)")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--permuted-lambdas",
+        default=None,
+        help=f"online EWC lambdas to sweep, comma-separated (default {PERMUTED_LAMBDA:g})",
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, one process each (a GPU has room for many)")
+    parser.add_argument("--deadline-s", type=float, default=None, help="stop after this long; report what finished")
+    parser.add_argument("--record", type=Path, default=None, help="JSON-lines file of finished runs; resumes from it")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads per run (1: stable timings on a shared machine)"
+    )
+    return parser
+
+
+def report(argv: list[str] | None = None) -> tuple[str, list[Target]]:
+    """Run the protocol as ``argv`` asks; its markdown and targets."""
+    args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = QUICK if args.quick else FULL
     if args.seeds is not None or args.iters is not None:
         from dataclasses import replace
 
         settings = replace(settings, seeds=args.seeds or settings.seeds, iters=args.iters or settings.iters)
-    device = str(select_device(args.device))
-    started = time.perf_counter()
-    data = load_data()
-
-    results: dict[tuple[str, str], list[float]] = {}
-    timings: dict[str, float] = {}
-    for seed in range(0 if args.skip_split else settings.seeds):
-        tasks = split_tasks(data, settings, seed)
-        for scenario in SCENARIOS:
-            for method in METHODS:
-                t0 = time.perf_counter()
-                R = run_sequence(
-                    tasks,
-                    scenario,
-                    method,
-                    settings,
-                    seed,
-                    iters=settings.iters,
-                    hidden=settings.hidden,
-                    lr=1e-3,
-                    device=device,
-                )
-                timings[method] = timings.get(method, 0.0) + time.perf_counter() - t0
-                results.setdefault((scenario, method), []).append(metrics.average_accuracy(R))
-    lines = (
-        []
-        if args.skip_split
-        else [
-            f"### Continual-learning protocol: split {data.source} (van de Ven & Tolias 2019)",
-            "",
-            f"{'QUICK settings (not the protocol: subsets and few iterations); ' if args.quick else ''}"
-            f"{settings.seeds} seed(s), {settings.iters} iterations per task, MLP {list(settings.hidden)}, "
-            f"Adam lr 1e-3, batch 128, device {device}. Average accuracy (%) over the 5 tasks after the last, "
-            "mean ± sd over seeds; published = Table 4 of the paper.",
-            "",
-            "| method | Task-IL | published | Domain-IL | published | Class-IL | published | time (s) |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-    )
-    for method in [] if args.skip_split else METHODS:
-        cells = []
-        for scenario in SCENARIOS:
-            published = PUBLISHED[scenario].get(method)
-            cells += [_fmt(results[(scenario, method)]), f"{published:.1f}" if published is not None else "-"]
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {timings[method]:.1f} |")
-
-    if not args.skip_permuted:
-        methods = [m.strip() for m in args.permuted_methods.split(",") if m.strip()]
-        lines += ["", *permuted_report(data, settings, device, args.quick, methods)]
-    lines += ["", f"Total time {time.perf_counter() - started:.0f} s."]
-    markdown = "\n".join(lines)
-    print(markdown)
-    return markdown
-
-
-def permuted_report(
-    data: Data, settings: Settings, device: str, quick: bool, which: list[str] | None = None
-) -> list[str]:
-    """Permuted MNIST, domain-incremental: None vs online EWC vs EWC+ER (or ``which`` of them), against the target."""
-    methods = {m: m for m in (which or ["None", "Online EWC", "EWC+ER"])}
-    unknown = set(methods) - {"None", "Online EWC", "EWC+ER"}
+    permuted = [] if args.skip_permuted else [m.strip() for m in args.permuted_methods.split(",") if m.strip()]
+    unknown = set(permuted) - set(PERMUTED_METHODS)
     if unknown:
         raise SystemExit(f"unknown permuted method(s): {', '.join(sorted(unknown))}")
-    accs: dict[str, list[float]] = {m: [] for m in methods}
-    for seed in range(settings.seeds):
-        tasks = permuted_tasks(data, settings, seed)
-        for label, method in methods.items():
-            R = run_sequence(
-                tasks,
-                "permuted",
-                method,
-                settings,
-                seed,
-                iters=settings.permuted_iters,
-                hidden=settings.permuted_hidden,
-                lr=settings.permuted_lr,
-                device=device,
-            )
-            accs[label].append(metrics.average_accuracy(R))
-    lines = [
-        f"### Permuted {data.source}, {settings.permuted_tasks} tasks, domain-incremental",
-        "",
-        f"{'QUICK settings; ' if quick else ''}{settings.permuted_iters} iterations per task, MLP "
-        f"{list(settings.permuted_hidden)}, Adam lr {settings.permuted_lr:g}, batch 128, {settings.seeds} seed(s). "
-        f"Target for EWC: average accuracy >= {PERMUTED_TARGET:.2f}.",
-        "",
-        "| method | average accuracy (%) | target |",
-        "|---|---|---|",
-    ]
-    for label in methods:
-        target = ""
-        if label == "Online EWC":
-            met = statistics.fmean(accs[label]) >= PERMUTED_TARGET
-            target = f">= {100 * PERMUTED_TARGET:.0f}: {'met' if met else 'MISSED'}"
-        lines.append(f"| {label} | {_fmt(accs[label])} | {target} |")
-    return lines
+    lambdas = [float(v) for v in args.permuted_lambdas.split(",")] if args.permuted_lambdas else None
+    device = str(select_device(args.device))
+    started = time.perf_counter()
+    jobs = jobs_for(settings, split=not args.skip_split, permuted=permuted, lambdas=lambdas)
+    done, reused = run_jobs(jobs, settings, device, workers=args.jobs, threads=args.threads, deadline_s=args.deadline_s,
+                    record=args.record)  # fmt: skip
+    parts, targets = [], []
+    if permuted:
+        markdown, targets = permuted_report(done, jobs, settings, device, args.quick)
+        parts.append(markdown)
+    if not args.skip_split:
+        parts.append(split_report(done, jobs, settings, device, args.quick))
+    finished = len([j for j in jobs if j.key in done])
+    parallel = f", {args.jobs} at once" if args.jobs > 1 else ""
+    if reused:
+        parallel += f"; {reused} read back from `{args.record}` (earlier runs, device as named)"
+    parts.append(
+        f"{finished} of {len(jobs)} runs finished{parallel}; total time {time.perf_counter() - started:.0f} s."
+    )
+    return "\n\n".join(parts), targets
+
+
+def main(argv: list[str] | None = None) -> str:
+    markdown, targets = report(argv)
+    text = "\n".join([*(t.line() for t in targets), "", markdown]) if targets else markdown
+    print(text)
+    return text
 
 
 if __name__ == "__main__":

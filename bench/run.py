@@ -43,22 +43,25 @@ def _fisher(quick: bool) -> Report:
                   seconds=time.perf_counter() - started)  # fmt: skip
 
 
-def _cl_protocol(quick: bool) -> Report:
-    from bench import cl_protocol
+def _cl(part: str) -> Callable[[bool], Report]:
+    """Split MNIST (``part="split"``) or permuted MNIST (``"permuted"``): two sections, so that either can be
+    rerun alone (permuted MNIST on a GPU, say) without dropping the other's results."""
 
-    started = time.perf_counter()
-    # BENCH_CL_ARGS narrows a full run (e.g. "--skip-split --seeds 1 --permuted-methods 'Online EWC'")
-    extra = shlex.split(os.environ.get("BENCH_CL_ARGS", ""))
-    markdown = cl_protocol.main((["--quick"] if quick else []) + extra)
-    targets = []
-    for row in re.finditer(r"^\| (.+?) \| ([\d.]+) ± [\d.]+ \| >= (\d+): (MET|MISSED) \|$", markdown, re.M):
-        method, value, bound, verdict = row.groups()
-        targets.append(Target(f"permuted MNIST, {method}: average accuracy >= {bound}%", verdict == "MET", f"{value}%"))
-    settings = "QUICK: subsets, few iterations, 1 seed" if quick else "FULL: the protocol's settings (see below)"
-    if extra:
-        settings += f"; narrowed with `{shlex.join(extra)}`"
-    return Report("cl_protocol", "4c. Continual-learning protocol (split and permuted MNIST)", settings, markdown,
-                  tuple(targets), seconds=time.perf_counter() - started)  # fmt: skip
+    def run(quick: bool) -> Report:
+        from bench import cl_protocol
+
+        started = time.perf_counter()
+        # BENCH_CL_ARGS narrows or spreads a run (e.g. "--seeds 1", "--jobs 12 --permuted-lambdas 100,1000")
+        extra = shlex.split(os.environ.get("BENCH_CL_ARGS", ""))
+        skip = ["--skip-permuted"] if part == "split" else ["--skip-split"]
+        markdown, targets = cl_protocol.report((["--quick"] if quick else []) + skip + extra)
+        settings = "QUICK: subsets, few iterations, 1 seed" if quick else "FULL: the protocol's settings (see below)"
+        if extra:
+            settings += f"; `{shlex.join(extra)}`"
+        title = {"split": "4c. Continual-learning protocol: split MNIST", "permuted": "4d. Permuted MNIST"}[part]
+        return Report(f"cl_{part}", title, settings, markdown, tuple(targets), seconds=time.perf_counter() - started)
+
+    return run
 
 
 def _module(name: str) -> Callable[[bool], Report]:
@@ -76,10 +79,13 @@ BENCHES: dict[str, Callable[[bool], Report]] = {
     "task_addition": _module("task_addition"),
     "state_size": _module("state_size"),
     "fisher": _fisher,
-    "cl_protocol": _cl_protocol,
+    "cl_split": _cl("split"),
+    "cl_permuted": _cl("permuted"),
     "gpu": _module("gpu"),
 }
-RUN_ORDER = ("daily_profile", "daily_vs_retrain", "task_addition", "state_size", "fisher", "gpu", "cl_protocol")
+RUN_ORDER = (
+    "daily_profile", "daily_vs_retrain", "task_addition", "state_size", "fisher", "gpu", "cl_permuted", "cl_split"
+)  # fmt: skip
 
 
 def _git(*args: str) -> str:
@@ -95,7 +101,8 @@ def commit() -> str:
     return head + (" (with uncommitted changes)" if dirty else "")
 
 
-def machine() -> str:
+def hardware() -> str:
+    """CPU model, usable cores and GPU: what each section's stamp names."""
     cpu = platform.processor() or platform.machine()
     try:
         names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -105,9 +112,13 @@ def machine() -> str:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return f"{cpu}, {cores} cores usable, GPU: {gpu}"
+
+
+def machine() -> str:
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (
-        f"{cpu}, {cores} cores usable, GPU: {gpu}; {platform.platform()}; Python {platform.python_version()}, "
+        f"{hardware()}; {platform.platform()}; Python {platform.python_version()}, "
         f"torch {torch.__version__} (1 torch thread); load average at start {load}"
     )
 
@@ -148,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     where = machine()
     mode_name = "quick" if args.quick else "full"
     head = commit()
-    stamp = f"Run {when}, {mode_name}, commit {head}"
+    stamp = f"Run {when}, {mode_name}, commit {head}, on {hardware()}"
     sections = {m.group(1): m.group(0) for m in SECTION.finditer(RESULTS.read_text())} if only else {}
     failed = False
     for key in RUN_ORDER:
@@ -175,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             f"- Last run: {when}, {mode_name} settings, {ran}, {total:.0f} s in all",
             f"- Commit: {head}",
             f"- Machine: {where}",
-            "- Each section below names the run that produced it.",
+            "- Each section below names the run and the machine that produced it.",
             "",
         ]
     )

@@ -68,6 +68,19 @@ def test_equals_batch_size_one_loop(kind: str, variant: str) -> None:
     assert all(bool(t.gt(0).any()) for t in fast.values())
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_on_cuda_equals_the_cpu_loop(kind: str) -> None:
+    """The batched Fisher on a CUDA model (float64) equals the CPU loop, and comes back on the model's device."""
+    spec = SPECS[kind]
+    model = _model(spec)
+    x, y, task = _data(spec)
+    slow = loop_fisher(model, x, y, task=task, variant="exact")
+    fast = per_sample_fisher(model.cuda(), x.cuda(), y.cuda(), task=task, variant="exact", chunk_size=8)
+    assert all(t.device.type == "cuda" for t in fast.values())
+    _assert_equal({k: v.cpu() for k, v in fast.items()}, slow, model)
+
+
 @pytest.mark.parametrize("variant", ["empirical", "exact"])
 def test_fallback_layers_layernorm_batchnorm(variant: str) -> None:
     torch.manual_seed(0)

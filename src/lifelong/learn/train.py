@@ -107,7 +107,8 @@ def fit(
         for epoch in range(train.epochs):
             model.train()
             order = train_idx[torch.randperm(train_idx.numel(), generator=generator)]
-            loss_sum, seen = 0.0, 0
+            # summed on the device: a float() per step would make every step wait for the GPU
+            loss_sum, seen = torch.zeros((), device=device), 0
             for start in range(0, order.numel(), train.batch_size):
                 idx = order[start : start + train.batch_size]
                 xb, yb = x[idx], y[idx]
@@ -126,9 +127,9 @@ def fit(
                 scheduler.step()
                 state.counters["steps"] = state.counters.get("steps", 0) + 1
                 result.steps += 1
-                loss_sum += float(batch_loss.detach()) * xb.shape[0]
+                loss_sum += batch_loss.detach().float() * xb.shape[0]
                 seen += xb.shape[0]
-            train_loss = loss_sum / max(seen, 1)
+            train_loss = float(loss_sum) / max(seen, 1)
             val_loss = evaluate_loss(model, x_val, y_val, kind, amp=amp, loss=loss) if n_val else train_loss
             state.counters["epochs"] = state.counters.get("epochs", 0) + 1
             result.epochs.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": state.lr})
