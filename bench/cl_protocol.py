@@ -337,14 +337,13 @@ class Job:
 
 def jobs_for(settings: Settings, *, split: bool, permuted: list[str], lambdas: list[float] | None = None) -> list[Job]:
     """Seed-major, permuted first: a run cut short by its deadline still holds whole seeds of the first rows."""
+    # one key per configuration, whatever the command line: online EWC always names its lambda (the sweep is
+    # for it), None has none, EWC+ER keeps the default lambda and names none
+    choices: dict[str, list[float | None]] = {"Online EWC": list(lambdas or [PERMUTED_LAMBDA])}
     jobs = []
     for seed in range(settings.seeds):
         for method in permuted:
-            for lam in (lambdas or [None]) if method != "None" else [None]:
-                if method == "EWC+ER":
-                    lam = None  # EWC+ER keeps the default lambda; the sweep is for online EWC
-                jobs.append(Job("permuted", seed, "permuted", method, lam))
-    jobs = list(dict.fromkeys(jobs))
+            jobs += [Job("permuted", seed, "permuted", method, lam) for lam in choices.get(method, [None])]
     for seed in range(settings.seeds if split else 0):
         jobs += [Job("split", seed, scenario, method) for scenario in SCENARIOS for method in METHODS]
     return jobs
