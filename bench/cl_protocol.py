@@ -52,6 +52,7 @@ import json
 import math
 import multiprocessing
 import pickletools
+import signal
 import statistics
 import sys
 import time
@@ -421,6 +422,9 @@ def run_jobs(
                 break
             finished(run_job(job, settings, device))
         return done, reused
+    # a SIGTERM to this process alone (kill, a CI timeout) must not leave the workers training as orphans:
+    # turned into SystemExit, it leaves the `with` below, whose exit terminates the pool
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     # spawn: CUDA cannot be used in a forked child
     with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (threads,)) as pool:
         pending = [pool.apply_async(run_job, (job, settings, device)) for job in todo]
