@@ -56,7 +56,7 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -424,19 +424,22 @@ def run_jobs(
         return done, reused
     # a SIGTERM to this process alone (kill, a CI timeout) must not leave the workers training as orphans:
     # turned into SystemExit, it leaves the `with` below, whose exit terminates the pool
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    # spawn: CUDA cannot be used in a forked child
-    with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (threads,)) as pool:
-        pending = [pool.apply_async(run_job, (job, settings, device)) for job in todo]
-        while pending and not expired():
-            ready = [r for r in pending if r.ready()]
-            for result in ready:
-                finished(result.get())  # a failed run raises here: the bench fails loudly
-            pending = [r for r in pending if r not in ready]
-            if not ready:
-                time.sleep(0.5)
-        if pending:
-            print(f"[cl] deadline: {len(pending)} run(s) not finished, left out", file=sys.stderr, flush=True)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        # spawn: CUDA cannot be used in a forked child
+        with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (threads,)) as pool:
+            pending = [pool.apply_async(run_job, (job, settings, device)) for job in todo]
+            while pending and not expired():
+                ready = [r for r in pending if r.ready()]
+                for result in ready:
+                    finished(result.get())  # a failed run raises here: the bench fails loudly
+                pending = [r for r in pending if r not in ready]
+                if not ready:
+                    time.sleep(0.5)
+            if pending:
+                print(f"[cl] deadline: {len(pending)} run(s) not finished, left out", file=sys.stderr, flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return done, reused
 
 
@@ -455,10 +458,9 @@ def _matrices(done: dict[str, dict], jobs: list[Job]) -> dict[Job, list[list[flo
     return {job: done[job.key]["R"] for job in jobs if job.key in done}
 
 
-def _devices(done: dict[str, dict], runs: dict[Job, list[list[float]]], device: str) -> str:
-    """Where the runs ran (records read back from ``--record`` may come from another machine)."""
-    seen = sorted({done[j.key].get("device", "?") for j in runs})
-    return f"device {', '.join(seen) if seen else device}"
+def _where(done: dict[str, dict], runs: Iterable[Job]) -> str:
+    """The devices ``runs`` ran on (records read back from ``--record`` may come from another machine)."""
+    return ", ".join(sorted({done[j.key].get("device", "?") for j in runs}))
 
 
 def split_report(done: dict[str, dict], jobs: list[Job], settings: Settings, device: str, quick: bool) -> str:
@@ -469,10 +471,9 @@ def split_report(done: dict[str, dict], jobs: list[Job], settings: Settings, dev
         "",
         f"{'QUICK settings (not the protocol: subsets and few iterations); ' if quick else ''}"
         f"{settings.seeds} seed(s), {settings.iters} iterations per task, MLP {list(settings.hidden)}, "
-        f"Adam lr 1e-3, batch 128, {_devices(done, runs, device)}. Average accuracy (%) over the 5 tasks after "
-        "the last, "
-        "mean ± sd over seeds (n = seeds that finished, where fewer than asked); published = Table 4 of the "
-        "paper; time = wall seconds summed over the method's runs.",
+        f"Adam lr 1e-3, batch 128, device {_where(done, runs) or device}. Average accuracy (%) over the 5 tasks "
+        "after the last, mean ± sd over seeds (n = seeds that finished, where fewer than asked); published = "
+        "Table 4 of the paper; time = wall seconds summed over the method's runs.",
         "",
         "| method | Task-IL | published | Domain-IL | published | Class-IL | published | time (s) |",
         "|---|---|---|---|---|---|---|---|",
@@ -503,7 +504,7 @@ def permuted_report(
         "",
         f"{'QUICK settings; ' if quick else ''}{settings.permuted_iters} iterations per task, MLP "
         f"{list(settings.permuted_hidden)}, Adam lr {settings.permuted_lr:g}, batch 128, exact Fisher on "
-        f"{settings.fisher_samples} samples, gamma 1, {settings.seeds} seed(s), {_devices(done, runs, device)}. "
+        f"{settings.fisher_samples} samples, gamma 1, {settings.seeds} seed(s), device {_where(done, runs) or device}. "
         f"Average accuracy over the {settings.permuted_tasks} tasks after the last, and backward transfer (pp), "
         "mean ± sd over seeds; time = wall seconds per run.",
         "",
@@ -512,21 +513,20 @@ def permuted_report(
     ]
     ewc: dict[float, list[float]] = {}
     for method, lam in rows:
-        mine = [R for j, R in runs.items() if (j.method, j.ewc_lambda) == (method, lam)]
-        seconds = [done[j.key]["seconds"] for j in runs if (j.method, j.ewc_lambda) == (method, lam)]
-        accs = [metrics.average_accuracy(R) for R in mine]
-        bwts = [metrics.backward_transfer(R) for R in mine]
-        shown = "-" if method == "None" else f"{default_lambda('permuted') if lam is None else lam:g}"
-        bwt = _fmt(bwts, settings.seeds) if bwts else "not run"
+        mine = [j for j in runs if (j.method, j.ewc_lambda) == (method, lam)]
+        accs = [metrics.average_accuracy(runs[j]) for j in mine]
+        bwts = [metrics.backward_transfer(runs[j]) for j in mine]
+        seconds = [done[j.key]["seconds"] for j in mine]
+        value = default_lambda("permuted") if lam is None else lam
         time_per_run = f"{statistics.fmean(seconds):.0f}" if seconds else "-"
-        where = ", ".join(
-            sorted({done[j.key].get("device", "?") for j in runs if (j.method, j.ewc_lambda) == (method, lam)})
-        )
-        row = [method, shown, _fmt(accs, settings.seeds), bwt, time_per_run, where or "-"]
+        shown = "-" if method == "None" else f"{value:g}"
+        row = [method, shown, _fmt(accs, settings.seeds), _fmt(bwts, settings.seeds), time_per_run,
+               _where(done, mine) or "-"]  # fmt: skip
         lines.append("| " + " | ".join(row) + " |")
         if method == "Online EWC" and accs:
-            ewc[default_lambda("permuted") if lam is None else lam] = accs
+            ewc[value] = accs
     targets = []
+    target = f"permuted MNIST, Online EWC: average accuracy >= {100 * PERMUTED_TARGET:.0f}%"
     if ewc:
         best = max(ewc, key=lambda lam: statistics.fmean(ewc[lam]))
         mean = statistics.fmean(ewc[best])
@@ -537,12 +537,10 @@ def permuted_report(
             else f"lambda {best:g}"
         )
         detail = f"{100 * mean:.1f}%, {how}; {len(ewc[best])} seed(s)"
-        targets.append(Target(f"permuted MNIST, Online EWC: average accuracy >= {100 * PERMUTED_TARGET:.0f}%",
-                              mean >= PERMUTED_TARGET, detail))  # fmt: skip
+        targets.append(Target(target, mean >= PERMUTED_TARGET, detail))
         lines += ["", f"Target for online EWC: average accuracy >= {100 * PERMUTED_TARGET:.0f}%: {detail}."]
     elif any(method == "Online EWC" for method, _ in rows):
-        name = f"permuted MNIST, Online EWC: average accuracy >= {100 * PERMUTED_TARGET:.0f}%"
-        targets.append(Target(name, None, "no online EWC run finished"))
+        targets.append(Target(target, None, "no online EWC run finished"))
     return "\n".join(lines), targets
 
 
