@@ -509,11 +509,13 @@ def permuted_report(
         f"{'QUICK settings; ' if quick else ''}{settings.permuted_iters} iterations per task, MLP "
         f"{list(settings.permuted_hidden)}, Adam lr {settings.permuted_lr:g}, batch 128, exact Fisher on "
         f"{settings.fisher_samples} samples, gamma 1, {settings.seeds} seed(s), device {_where(done, runs) or device}. "
-        f"Average accuracy over the {settings.permuted_tasks} tasks after the last, and backward transfer (pp), "
+        f"Average accuracy over the {settings.permuted_tasks} tasks after the last, backward transfer (pp), and "
+        "the accuracy on the first and on the second-to-last task after the last (where the forgetting falls), "
         "mean ± sd over seeds; time = wall seconds per run.",
         "",
-        "| method | lambda | average accuracy (%) | backward transfer (pp) | time per run (s) | device |",
-        "|---|---|---|---|---|---|",
+        "| method | lambda | average accuracy (%) | backward transfer (pp) | first task (%) | second-to-last (%) "
+        "| time per run (s) | device |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     ewc: dict[tuple[str, float], list[float]] = {}
     for method, lam in rows:
@@ -524,8 +526,10 @@ def permuted_report(
         value = default_lambda("permuted") if lam is None else lam
         time_per_run = f"{statistics.fmean(seconds):.0f}" if seconds else "-"
         shown = "-" if method == "None" else f"{value:g}"
-        row = [method, shown, _fmt(accs, settings.seeds), _fmt(bwts, settings.seeds), time_per_run,
-               _where(done, mine) or "-"]  # fmt: skip
+        first = [runs[j][-1][0] for j in mine]
+        recent = [runs[j][-1][-2] for j in mine]
+        row = [method, shown, _fmt(accs, settings.seeds), _fmt(bwts, settings.seeds), _fmt(first, settings.seeds),
+               _fmt(recent, settings.seeds), time_per_run, _where(done, mine) or "-"]  # fmt: skip
         lines.append("| " + " | ".join(row) + " |")
         if method in EWC_VARIANTS and accs:
             ewc[(method, value)] = accs
