@@ -95,48 +95,44 @@ def test_strategies_on_the_forecaster(name: str) -> None:
     fit(state, x, y, train=train, strategy=strategy)  # trains with the penalty / distillation
 
 
-@pytest.mark.parametrize("name", ["ewc", "online_ewc"])
-def test_per_task_anchors_are_one_penalty_per_task_in_two_tensors(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "per_task_anchors"), [("ewc", True), ("online_ewc", True), ("online_ewc", False)]
+)  # plain ewc (no per-task anchors) keeps the last task's Fisher only
+def test_per_task_anchors_are_one_penalty_per_task_in_two_tensors(name: str, per_task_anchors: bool) -> None:
     """With ``per_task_anchors`` the penalty after 3 tasks has the gradient of the sum of 3 per-task
     penalties, each anchored where its task ended; online EWC anchors all of them at the last end."""
     arch = ArchitectureSpec(type="mlp_classifier", length=6, out_dim=3, hidden=(5,))
-    anchored_at_last_task: dict[bool, bool] = {}
-    for per_task_anchors in (True, False):
-        if name == "ewc" and not per_task_anchors:
-            continue  # plain ewc keeps the last task's Fisher only
-        spec = StrategySpec(name=name, ewc_lambda=3.0, gamma=1.0, fisher_variant="exact", fisher_samples=0)
-        state = LearnerState.new(arch, TrainSpec(), spec)
-        strategy = make_strategy(spec, "classification", state, per_task_anchors=per_task_anchors)
-        per_task: list[tuple[dict, dict]] = []
-        for t in range(3):
-            g = torch.Generator().manual_seed(10 + t)
-            with torch.no_grad():  # a different end point per task
-                for p in state.model.parameters():
-                    p.add_(0.3 * torch.randn(p.shape, generator=g))
-            x, y = torch.randn(24, 1, 6, generator=g), torch.randint(0, 3, (24,), generator=g)
-            before = {k: v.clone() for k, v in (state.fisher or {}).items()}
-            strategy.consolidate(state.model, x, y)
-            assert state.fisher is not None and state.anchors is not None
-            assert len(state.fisher) == len(state.anchors) == len(list(state.model.parameters()))  # flat
-            new_fisher = {k: v - before.get(k, 0.0) for k, v in state.fisher.items()}
-            per_task.append((new_fisher, {k: p.detach().clone() for k, p in state.model.named_parameters()}))
-        anchored_at_last_task[per_task_anchors] = all(
-            torch.equal(state.anchors[k], v) for k, v in per_task[-1][1].items()
-        )
-        with torch.no_grad():
+    spec = StrategySpec(name=name, ewc_lambda=3.0, gamma=1.0, fisher_variant="exact", fisher_samples=0)
+    state = LearnerState.new(arch, TrainSpec(), spec)
+    strategy = make_strategy(spec, "classification", state, per_task_anchors=per_task_anchors)
+    per_task: list[tuple[dict, dict]] = []
+    for t in range(3):
+        g = torch.Generator().manual_seed(10 + t)
+        with torch.no_grad():  # a different end point per task
             for p in state.model.parameters():
-                p.add_(0.1)
-        params = dict(state.model.named_parameters())
-        got = torch.autograd.grad(strategy.penalty(state.model), list(params.values()))
-        anchors = [end for _, end in per_task] if per_task_anchors else [per_task[-1][1]] * len(per_task)
-        explicit = sum(
-            (fisher[k] * (p - anchors[t][k]).pow(2)).sum()
-            for t, (fisher, _) in enumerate(per_task)
-            for k, p in params.items()
-        )
-        want = torch.autograd.grad(1.5 * explicit, list(params.values()))
-        assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(got, want, strict=True))
-    assert anchored_at_last_task == ({True: False} if name == "ewc" else {True: False, False: True})
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+        x, y = torch.randn(24, 1, 6, generator=g), torch.randint(0, 3, (24,), generator=g)
+        before = {k: v.clone() for k, v in (state.fisher or {}).items()}
+        strategy.consolidate(state.model, x, y)
+        assert state.fisher is not None and state.anchors is not None
+        assert len(state.fisher) == len(state.anchors) == len(list(state.model.parameters()))  # flat
+        new_fisher = {k: v - before.get(k, 0.0) for k, v in state.fisher.items()}
+        per_task.append((new_fisher, {k: p.detach().clone() for k, p in state.model.named_parameters()}))
+    anchored_at_last_task = all(torch.equal(state.anchors[k], v) for k, v in per_task[-1][1].items())
+    assert anchored_at_last_task == (not per_task_anchors)
+    with torch.no_grad():
+        for p in state.model.parameters():
+            p.add_(0.1)
+    params = dict(state.model.named_parameters())
+    got = torch.autograd.grad(strategy.penalty(state.model), list(params.values()))
+    anchors = [end for _, end in per_task] if per_task_anchors else [per_task[-1][1]] * len(per_task)
+    explicit = sum(
+        (fisher[k] * (p - anchors[t][k]).pow(2)).sum()
+        for t, (fisher, _) in enumerate(per_task)
+        for k, p in params.items()
+    )
+    want = torch.autograd.grad(1.5 * explicit, list(params.values()))
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(got, want, strict=True))
 
 
 def test_sgd_state_round_trips(tmp_path: Path) -> None:
