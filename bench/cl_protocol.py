@@ -71,7 +71,7 @@ from lifelong.config import ArchitectureSpec, StrategySpec, TrainSpec
 from lifelong.learn import metrics
 from lifelong.learn.state import LearnerState
 from lifelong.learn.strategies import make_strategy
-from lifelong.learn.train import fit, predict, select_device
+from lifelong.learn.train import consolidate, fit, predict, select_device
 
 SCENARIOS = ("task", "domain", "class")
 METHODS = ("None", "Joint", "EWC", "Online EWC", "LwF", "ER", "EWC+ER")
@@ -307,7 +307,7 @@ def run_sequence(
         y = scenario_labels(scenario, ytr)
         train = _with_epochs(base, _epochs_for(iters, len(xtr), base.batch_size))
         fit(state, xtr, y, train=train, strategy=strategy, task=i, loss=scenario_loss(scenario, i))
-        strategy.consolidate(state.model, xtr, y)
+        consolidate(state, strategy, xtr, y, device=device)
         evaluate(i)
     return R
 

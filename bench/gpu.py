@@ -3,7 +3,9 @@
 Only where CUDA is present (else the section says "no CUDA device: skipped"). The update:
 ``demand_forecaster`` as in params.yaml, bootstrapped on its warm-up days of vic_elec, then
 one daily update (day D-1 + replay) timed on each device from copies of the same state;
-plus a retrain-sized fit (all those days at once). The Fisher: ``per_sample_fisher`` on the
+plus a retrain-sized fit (all those days at once). On CUDA, each fit also runs a second time with
+the training set left on the host and copied a batch at a time (``fit``'s fallback for a set too
+large for the GPU), to show what holding it on the device saves. The Fisher: ``per_sample_fisher`` on the
 forecaster and on ``engine_classifier`` (FordA recordings), on each device. Times are the
 median of ``repeats`` runs after one warm-up run; CUDA timings synchronise before the clock
 stops. CPU uses the threads torch is given (1 by default, as the rest of the suite).
@@ -27,6 +29,7 @@ import torch
 from bench.common import Report, md_table
 from lifelong.config import load_params
 from lifelong.data import sources, windows
+from lifelong.learn import train as train_module
 from lifelong.learn.fisher import per_sample_fisher
 from lifelong.learn.models import build_model, task_kind
 from lifelong.learn.state import LearnerState
@@ -61,6 +64,7 @@ def _forecast_data(days: int) -> tuple[object, torch.Tensor, torch.Tensor, torch
 
 
 DEVICES = ("cpu", "cuda")
+NOT_APPLICABLE = "-"
 
 
 def update_rows(repeats: int, days: int, devices: tuple[str, str] = DEVICES) -> list[list[str]]:
@@ -72,7 +76,7 @@ def update_rows(repeats: int, days: int, devices: tuple[str, str] = DEVICES) -> 
         ("daily update (one day + replay)", x_day, y_day, state),
         (f"retrain-sized fit ({len(x_hist)} windows)", x_hist, y_hist, None),
     ):
-        seconds = []
+        seconds, copied = [], None
         for device in devices:
             train = dataclasses.replace(spec.train, device=device)
 
@@ -85,7 +89,16 @@ def update_rows(repeats: int, days: int, devices: tuple[str, str] = DEVICES) -> 
                 fit(s, x, y, train=train, strategy=make_strategy(spec.strategy, "regression", s))
 
             seconds.append(_timed(run, device, repeats))
-        rows.append([label, f"{seconds[0]:.3f}", f"{seconds[1]:.3f}", f"{seconds[0] / seconds[1]:.1f}x"])
+            if device == "cuda":  # again, the training set copied to the GPU a batch at a time
+                resident_share = train_module.RESIDENT_SHARE
+                train_module.RESIDENT_SHARE = 0.0
+                try:
+                    copied = _timed(run, device, repeats)
+                finally:
+                    train_module.RESIDENT_SHARE = resident_share
+        row = [label, f"{seconds[0]:.3f}", f"{seconds[1]:.3f}", f"{seconds[0] / seconds[1]:.1f}x"]
+        extra = [f"{copied:.3f}", f"{copied / seconds[1]:.1f}x"] if copied else [NOT_APPLICABLE, NOT_APPLICABLE]
+        rows.append(row + extra)
     return rows
 
 
@@ -109,7 +122,8 @@ def fisher_rows(repeats: int, samples: int, devices: tuple[str, str] = DEVICES) 
             seconds.append(_timed(run, device, repeats))
         model.to("cpu")
         label = f"per_sample_fisher, {name} ({spec.strategy.fisher_variant}, {samples} samples)"
-        rows.append([label, f"{seconds[0]:.3f}", f"{seconds[1]:.3f}", f"{seconds[0] / seconds[1]:.1f}x"])
+        row = [label, f"{seconds[0]:.3f}", f"{seconds[1]:.3f}", f"{seconds[0] / seconds[1]:.1f}x"]
+        rows.append(row + [NOT_APPLICABLE, NOT_APPLICABLE])
     return rows
 
 
@@ -125,7 +139,10 @@ def bench(quick: bool) -> Report:
         [
             f"Device: {device}; CPU with {torch.get_num_threads()} torch thread(s). Median of {repeats} runs (s):",
             "",
-            md_table(["what", "CPU (s)", "CUDA (s)", "CPU / CUDA"], rows),
+            md_table(
+                ["what", "CPU (s)", "CUDA (s)", "CPU / CUDA", "CUDA, a copy per batch (s)", "copy per batch / CUDA"],
+                rows,
+            ),
         ]
     )
     settings = (

@@ -30,7 +30,7 @@ from lifelong.learn import metrics
 from lifelong.learn.models import task_kind
 from lifelong.learn.state import LearnerState
 from lifelong.learn.strategies import make_strategy
-from lifelong.learn.train import fit, predict
+from lifelong.learn.train import consolidate, fit, predict
 
 STRATEGIES = ("naive", "ewc", "online_ewc", "lwf", "replay", "ewc+replay", "joint")
 BENCHES = (("vibration_classifier", "vibration_sim, 5 machine types"), ("engine_classifier", "FordA -> FordB"))
@@ -83,7 +83,7 @@ def sequential(spec: ModelSpec, tasks: list[Task]) -> list[list[float]]:
     matrix = []
     for i, (_, x, y, _, _) in enumerate(tasks):
         if i > 0:
-            strategy.consolidate(state.model, tasks[i - 1][1], tasks[i - 1][2])
+            consolidate(state, strategy, tasks[i - 1][1], tasks[i - 1][2], device=spec.train.device)
         fit(state, x, y, train=spec.train, strategy=strategy, task=i)
         matrix.append([_accuracy(state, t[3], t[4]) for t in tasks])
     return matrix

@@ -517,6 +517,7 @@ def consolidate(
     from lifelong import registry
     from lifelong.learn.models import task_kind
     from lifelong.learn.strategies import make_strategy
+    from lifelong.learn.train import consolidate as consolidate_state
 
     _, spec, ds = _specs(model)
     spec = _task_spec(spec, overrides)
@@ -531,7 +532,7 @@ def consolidate(
     x, y = _task_arrays(spec, ds, previous, "train")
     started = time.perf_counter()
     strategy = make_strategy(spec.strategy, task_kind(spec.architecture), state)
-    strategy.consolidate(state.model, x, y)
+    consolidate_state(state, strategy, x, y, device=spec.train.device)
     duration = time.perf_counter() - started
     run_id = registry.log_state_run(
         model,

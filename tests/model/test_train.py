@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from lifelong.config import ArchitectureSpec, StrategySpec, TrainSpec
+from lifelong.learn import train as train_module
 from lifelong.learn.models import build_model, task_kind
 from lifelong.learn.state import LearnerState, load_state, save_state
 from lifelong.learn.strategies import make_strategy
-from lifelong.learn.train import TrainError, derive_seed, evaluate_loss, fit, select_device
+from lifelong.learn.train import TrainError, consolidate, derive_seed, evaluate_loss, fit, select_device
 
 FORECASTER = ArchitectureSpec(type="cnn_forecaster", in_channels=3, length=96, out_dim=48, channels=(16,))
 CLASSIFIER = ArchitectureSpec(type="cnn_classifier", in_channels=1, length=64, out_dim=3, channels=(4, 8), hidden=(8,))
@@ -166,6 +167,45 @@ def test_refuses_bad_input_and_devices() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(TrainError, match="CUDA is not available"):
             select_device("cuda")
+
+
+MLP = ArchitectureSpec(type="mlp_classifier", in_channels=1, length=64, out_dim=3, hidden=(16,))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_set_copied_once_trains_as_copies_per_step(monkeypatch) -> None:
+    """The training set held on the GPU for the fit (one copy) gives the weights of one copy per step."""
+    train = TrainSpec(epochs=3, batch_size=16, device="cuda")
+    spec = StrategySpec(name="ewc+replay", replay_capacity=30, fisher_samples=20)
+    x, y = _signals(60)
+    weights = []
+    for share in (train_module.RESIDENT_SHARE, 0.0):  # 0: nothing fits, every batch is copied
+        monkeypatch.setattr(train_module, "RESIDENT_SHARE", share)
+        state = LearnerState.new(MLP, train, spec)
+        strategy = make_strategy(spec, "classification", state)
+        fit(state, x, y, train=train, strategy=strategy)
+        consolidate(state, strategy, x, y, device="cuda")
+        fit(state, x, y, train=train, strategy=strategy)  # replayed samples and the EWC penalty too
+        assert len(state.buffer) == 30 and all(p.device.type == "cpu" for p in state.model.parameters())
+        weights.append(state.model.state_dict())
+    for name, value in weights[0].items():
+        torch.testing.assert_close(value, weights[1][name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_consolidate_on_cuda_gives_the_cpu_fisher_on_the_cpu() -> None:
+    spec = StrategySpec(name="ewc", fisher_samples=40)
+    x, y = _signals(60)
+    fishers = []
+    for device in ("cpu", "cuda"):
+        state = LearnerState.new(MLP, TrainSpec(), spec)
+        consolidate(state, make_strategy(spec, "classification", state), x, y, device=device)
+        assert state.fisher is not None and state.anchors is not None
+        tensors = [*state.fisher.values(), *state.anchors.values(), *state.model.parameters()]
+        assert all(t.device.type == "cpu" for t in tensors)
+        fishers.append(state.fisher)
+    for name, value in fishers[0].items():
+        torch.testing.assert_close(value, fishers[1][name], rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
