@@ -52,12 +52,17 @@ def test_dvc_repro_params_and_metrics(tmp_path: Path):
     }
     env.pop("MLFLOW_TRACKING_URI", None)
     _run(["git", "init", "-q"], project, env)
-    lifelong = [sys.executable, "-m", "lifelong.cli"]
-    _run([*lifelong, "simulate", "--dataset", "vic_elec", "--start", str(START), "--days", "5"], project, env)
-    for offset in range(4):  # the warm-up days, stored before the reproduced day
-        _run(
-            [*lifelong, "ingest", "--dataset", "vic_elec", "--date", str(START + timedelta(days=offset))], project, env
-        )
+    # the warm-up days, landed and stored before the reproduced day (one process: the CLI's
+    # simulate and ingest are tested in tests/data)
+    store_days = (
+        "import datetime as dt, sys\n"
+        "from lifelong.data import landing, store\n"
+        "start = dt.date.fromisoformat(sys.argv[1])\n"
+        "landing.simulate('vic_elec', start, 5)\n"
+        "for offset in range(4):\n"
+        "    store.ingest('vic_elec', day=start + dt.timedelta(days=offset))\n"
+    )
+    _run([sys.executable, "-c", store_days, str(START)], project, env)
     dvc = [sys.executable, "-m", "dvc"]
 
     first = _run([*dvc, "repro"], project, env)

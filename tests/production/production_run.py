@@ -4,8 +4,8 @@
 docker-compose.yml (topology.py) on it and, before returning, has run:
 
 * the probe DAG (one task per queue), triggered through the REST API with a token;
-* the real daily DAG ``lifelong_daily__demand_forecaster`` over three landed days of
-  vic_elec (two warm-up days, then the first model; the day before is already in the
+* the real daily DAG ``lifelong_daily__demand_forecaster`` over two landed days of
+  vic_elec (a warm-up day, then the first model; the two days before are already in the
   store, as history the first windows need), unpaused through the REST API and caught up
   by the scheduler, one run at a time, in date order.
 """
@@ -25,15 +25,16 @@ MODEL = "demand_forecaster"
 DAILY = f"lifelong_daily__{MODEL}"
 PROBE = "lifelong_topology_probe"
 START = dt.date(2012, 3, 1)
-DAYS = 3  # two warm-up days, then the first model
-WARMUP = 2
+DAYS = 2  # a warm-up day, then the first model
+WARMUP = 1
 # days already stored before START: a window's input is the two days before its target day, so
-# the first model (trained on START+1's windows, on day START+2) needs the day before START
-HISTORY = 1
+# the first model (trained on START's windows, on day START+1) needs the two days before START
+HISTORY = 2
 # days landed after the caught-up ones, for test_services.py (which moves end_date on, a day at a time)
 EXTRA_DAYS = 3
-# Airflow's retries in this project (params.yaml `retry`), short so that a failing task fails in seconds
-RETRIES, RETRY_DELAY_S = 2, 3
+# Airflow's retries in this project (params.yaml `retry`), short so that a failing task fails in seconds;
+# one retry is enough to see both the first try's and the last try's message
+RETRIES, RETRY_DELAY_S = 1, 3
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The production topology, natively: the REST API, the Celery queues, the real daily DAG.
 
 The session fixture ``production`` (conftest.py) starts the processes of docker-compose.yml
-(see topology.py) on the machine's PostgreSQL and Redis and runs the probe DAG and three days
+(see topology.py) on the machine's PostgreSQL and Redis and runs the probe DAG and two days
 of the daily DAG on them. These tests check, through the Airflow REST API (with a token) and
 the MLflow server's REST API (with basic auth), what ran where and what the registry holds;
 the last one stops the topology and checks that every process, database and Redis key is gone.
