@@ -532,7 +532,7 @@ def consolidate(
     x, y = _task_arrays(spec, ds, previous, "train")
     started = time.perf_counter()
     strategy = make_strategy(spec.strategy, task_kind(spec.architecture), state)
-    consolidate_state(state, strategy, x, y, device=spec.train.device)
+    consolidate_state(state, strategy, x, y, device=_train_spec(spec).device)
     duration = time.perf_counter() - started
     run_id = registry.log_state_run(
         model,

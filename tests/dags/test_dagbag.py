@@ -74,3 +74,9 @@ def test_add_task_params_refuse_unsafe_task_names(dagbag, task):
     dag = dagbag.dags["lifelong_add_task"]
     with pytest.raises(ParamValidationError):
         dag.params.get_param("task").resolve(value=task)
+
+
+def test_add_task_dag_runs_the_fisher_and_the_training_on_the_gpu_queue(dagbag):
+    dag = dagbag.dags["lifelong_add_task"]
+    assert dag.get_task("consolidate").queue == dag.get_task("learn_task").queue == "gpu"
+    assert dag.get_task("validate_ingest").queue != "gpu"
