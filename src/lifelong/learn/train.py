@@ -100,8 +100,9 @@ def fit(
     val_idx, train_idx = perm[:n_val], perm[n_val:]
     x_val, y_val = x[val_idx].to(device), y[val_idx].to(device)
     replay_size: Callable[[int], int] = getattr(strategy, "replay_size", lambda batch: 0)
-    # on a GPU the training set is copied once, when it fits: a copy per step from pageable host
-    # memory would make every step wait for the one before it (the launch queue never fills)
+    # on a GPU the training set is copied once, when it fits, rather than a batch at a time from
+    # pageable host memory (a copy that waits for the steps before it); measured 1.1x on the
+    # forecaster's retrain-sized fit (bench/RESULTS.md section 5): its steps are launch-bound
     resident = device.type == "cuda" and _fits_on_device(x, y, device)
     x_src, y_src = (x.to(device), y.to(device)) if resident else (x, y)
     train_idx = train_idx.to(x_src.device)
@@ -215,8 +216,9 @@ def predict(model: nn.Module, x: Tensor, *, batch: int = 1024) -> Tensor:
 def consolidate(state: LearnerState, strategy: Strategy, x: Tensor, y: Tensor, *, device: str = "auto") -> None:
     """``strategy.consolidate`` on the state's model, with the model on ``device`` for the duration.
 
-    The per-sample Fisher of EWC is the costly part of a task addition and is 7x to 40x faster on a
-    GPU (bench/RESULTS.md section 5); the Fisher and anchors it leaves on the state are CPU tensors.
+    The per-sample Fisher of EWC is the costly part of a task addition and is 8x to 29x faster on an
+    H200 than on one CPU thread (bench/RESULTS.md section 5); the Fisher and anchors it leaves on the
+    state are CPU tensors.
     """
     with _on_device(state, select_device(device)):
         strategy.consolidate(state.model, x, y)
