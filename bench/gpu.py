@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
+from unittest import mock
 
 import torch
 
@@ -90,14 +91,10 @@ def update_rows(repeats: int, days: int, devices: tuple[str, str] = DEVICES) -> 
 
             seconds.append(_timed(run, device, repeats))
             if device == "cuda":  # again, the training set copied to the GPU a batch at a time
-                resident_share = train_module.RESIDENT_SHARE
-                train_module.RESIDENT_SHARE = 0.0
-                try:
+                with mock.patch.object(train_module, "RESIDENT_SHARE", 0.0):
                     copied = _timed(run, device, repeats)
-                finally:
-                    train_module.RESIDENT_SHARE = resident_share
         row = [label, f"{seconds[0]:.3f}", f"{seconds[1]:.3f}", f"{seconds[0] / seconds[1]:.1f}x"]
-        extra = [f"{copied:.3f}", f"{copied / seconds[1]:.1f}x"] if copied else [NOT_APPLICABLE, NOT_APPLICABLE]
+        extra = [NOT_APPLICABLE] * 2 if copied is None else [f"{copied:.3f}", f"{copied / seconds[1]:.1f}x"]
         rows.append(row + extra)
     return rows
 
@@ -123,7 +120,7 @@ def fisher_rows(repeats: int, samples: int, devices: tuple[str, str] = DEVICES) 
         model.to("cpu")
         label = f"per_sample_fisher, {name} ({spec.strategy.fisher_variant}, {samples} samples)"
         row = [label, f"{seconds[0]:.3f}", f"{seconds[1]:.3f}", f"{seconds[0] / seconds[1]:.1f}x"]
-        rows.append(row + [NOT_APPLICABLE, NOT_APPLICABLE])
+        rows.append(row + [NOT_APPLICABLE] * 2)
     return rows
 
 
