@@ -193,6 +193,35 @@ def test_cuda_training_set_copied_once_trains_as_copies_per_step(monkeypatch) ->
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_uses_fused_adam_and_trains_as_the_cpu(tmp_path: Path, monkeypatch) -> None:
+    """On CUDA Adam takes its fused kernel; the weights match the CPU's unfused Adam, and the state
+    comes back as the CPU builds it (not fused, step counters on the CPU), so it saves and resumes."""
+    fused_calls = []
+    fused_adam = torch._fused_adam_
+    monkeypatch.setattr(torch, "_fused_adam_", lambda *a, **k: fused_calls.append(1) or fused_adam(*a, **k))
+    spec = StrategySpec(name="ewc+replay", replay_capacity=30, fisher_samples=20)
+    x, y = _signals(60)
+    states = []
+    for device in ("cpu", "cuda"):
+        train = TrainSpec(epochs=3, batch_size=16, device=device)
+        state = LearnerState.new(MLP, train, spec)
+        strategy = make_strategy(spec, "classification", state)
+        fit(state, x, y, train=train, strategy=strategy)
+        consolidate(state, strategy, x, y, device=device)
+        fit(state, x, y, train=train, strategy=strategy)
+        states.append(state)
+        assert bool(fused_calls) == (device == "cuda")
+    cpu, cuda = states
+    for name, value in cpu.model.state_dict().items():
+        torch.testing.assert_close(value, cuda.model.state_dict()[name], rtol=1e-4, atol=1e-5)
+    assert all(group["fused"] is None for group in cuda.optimizer.param_groups)
+    assert all(v.device.type == "cpu" for s in cuda.optimizer.state.values() for v in s.values())
+    save_state(cuda, tmp_path / "state")
+    resumed = load_state(tmp_path / "state", MLP)
+    fit(resumed, x, y, train=TrainSpec(epochs=1), strategy=make_strategy(spec, "classification", resumed))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_consolidate_on_cuda_gives_the_cpu_fisher_on_the_cpu() -> None:
     spec = StrategySpec(name="ewc", fisher_samples=40)
     x, y = _signals(60)

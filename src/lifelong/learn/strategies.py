@@ -92,6 +92,30 @@ def _on(tensors: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
     return {k: v.to(device) for k, v in tensors.items()}
 
 
+class _QuadraticPenalty(torch.autograd.Function):
+    """``lambda / 2 * sum_i F_i (theta_i - anchor_i) ** 2`` and its gradient ``lambda F (theta - anchor)``.
+
+    The same value and gradient as writing the sum out for autograd, in a few multi-tensor
+    (``torch._foreach_*``) operations rather than five per parameter forwards and as many backwards:
+    per step 1.13x faster on permuted MNIST's MLP on a CPU, and a handful of kernel launches
+    rather than dozens on a GPU (bench/RESULTS.md section 5).
+    """
+
+    @staticmethod
+    def forward(ctx, lam: float, fisher: list[Tensor], anchors: list[Tensor], *params: Tensor) -> Tensor:  # type: ignore[override]
+        diffs = torch._foreach_sub(params, anchors)
+        grads = torch._foreach_mul(diffs, fisher)  # F (theta - anchor)
+        value = torch.stack([torch.vdot(d.flatten(), g.flatten()) for d, g in zip(diffs, grads, strict=True)]).sum()
+        torch._foreach_mul_(grads, lam)
+        ctx.save_for_backward(*grads)
+        return 0.5 * lam * value
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        return (None, None, None, *torch._foreach_mul(ctx.saved_tensors, grad_output))
+
+
 class EWC:
     """Elastic weight consolidation with the summed Fisher and one anchor per parameter on ``state``.
 
@@ -120,11 +144,11 @@ class EWC:
         if self.state.fisher is None or self.state.anchors is None:
             return _zero(model)
         fisher, anchors = self._tensors(model)
-        total = _zero(model)
-        for name, p in model.named_parameters():
-            if name in fisher:
-                total = total + (fisher[name] * (p - anchors[name]).pow(2)).sum()
-        return 0.5 * self.spec.ewc_lambda * total
+        names = [name for name, _ in model.named_parameters() if name in fisher]
+        params = dict(model.named_parameters())
+        return _QuadraticPenalty.apply(
+            self.spec.ewc_lambda, [fisher[n] for n in names], [anchors[n] for n in names], *(params[n] for n in names)
+        )
 
     def extra_loss(self, model: nn.Module, x: Tensor) -> Tensor:
         return _zero(model)
