@@ -101,8 +101,8 @@ def fit(
     x_val, y_val = x[val_idx].to(device), y[val_idx].to(device)
     replay_size: Callable[[int], int] = getattr(strategy, "replay_size", lambda batch: 0)
     # on a GPU the training set is copied once, when it fits, rather than a batch at a time from
-    # pageable host memory (a copy that waits for the steps before it); measured 1.1x on the
-    # forecaster's retrain-sized fit (bench/RESULTS.md section 5): its steps are launch-bound
+    # pageable host memory (a copy that waits for the steps before it); measured 1.0x to 1.1x on the
+    # forecaster (launch-bound steps), 1.3x on engine_classifier's task fit (bench/RESULTS.md section 5)
     resident = device.type == "cuda" and _fits_on_device(x, y, device)
     x_src, y_src = (x.to(device), y.to(device)) if resident else (x, y)
     train_idx = train_idx.to(x_src.device)
@@ -216,8 +216,8 @@ def predict(model: nn.Module, x: Tensor, *, batch: int = 1024) -> Tensor:
 def consolidate(state: LearnerState, strategy: Strategy, x: Tensor, y: Tensor, *, device: str = "auto") -> None:
     """``strategy.consolidate`` on the state's model, with the model on ``device`` for the duration.
 
-    The per-sample Fisher of EWC is the costly part of a task addition and is 8x to 29x faster on an
-    H200 than on one CPU thread (bench/RESULTS.md section 5); the Fisher and anchors it leaves on the
+    The per-sample Fisher of EWC is the costly part of a task addition and is 5x to 32x faster on an
+    H100 than on one CPU thread (bench/RESULTS.md section 5); the Fisher and anchors it leaves on the
     state are CPU tensors.
     """
     with _on_device(state, select_device(device)):
@@ -280,7 +280,8 @@ def _on_device(state: LearnerState, device: torch.device) -> Iterator[None]:
         _move(state, torch.device("cpu"))
 
 
-# Adam on a GPU takes its fused kernel (one launch per step instead of a dozen multi-tensor ones)
+# Adam on a GPU takes its fused kernel (one launch per step instead of a dozen multi-tensor ones):
+# with the multi-tensor EWC penalty, 1.05x to 1.33x on an H100 (bench/RESULTS.md section 5)
 FUSED_ADAM_ON_CUDA = True
 
 
