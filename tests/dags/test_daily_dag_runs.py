@@ -58,7 +58,10 @@ def _run_days(project: Path) -> dict:
     bad.loc[bad.index[:5], "Demand"] = -1.0  # out of range: validation must refuse it
     bad.to_parquet(landing_dir / f"{bad_day}.parquet")
     frame = pd.read_parquet(landing_dir / f"{poisoned_day}.parquet")
-    frame["Demand"] = frame["Demand"].sample(frac=1.0, random_state=0).to_numpy()  # valid, but nonsense
+    # valid (in range, not flat), but wrong: a meter reporting double. Not a within-day shuffle: that keeps
+    # the day's level, and whether the gate then rejects depends on the calendar day (measured: shuffled
+    # days starting 2012-02-28, 03-02 and 03-05 were promoted; doubled ones rejected on all four starts)
+    frame["Demand"] = (frame["Demand"] * 2).clip(upper=14_900.0)
     frame.to_parquet(landing_dir / f"{poisoned_day}.parquet")
 
     results[str(bad_day)] = run_dag(DAG, [str(bad_day)])[0]
