@@ -164,7 +164,7 @@ def update_times(repeats: int, days: int, recordings: int, devices: tuple[str, s
     generator = torch.Generator().manual_seed(0)
     shape = (recordings, engine.architecture.in_channels, engine.architecture.length)
     x_old, x_new = torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)
-    y_old, y_new = torch.randint(0, 2, (recordings,), generator=generator), torch.randint(0, 2, (recordings,))
+    y_old, y_new = (torch.randint(0, 2, (recordings,), generator=generator) for _ in range(2))
     state = LearnerState.new(engine.architecture, engine.train, engine.strategy)
     strategy = make_strategy(engine.strategy, "classification", state)
     fit(state, x_old, y_old, train=engine.train, strategy=strategy, task=0)
