@@ -145,10 +145,9 @@ class EWC:
         if self.state.fisher is None or self.state.anchors is None:
             return _zero(model)
         fisher, anchors = self._tensors(model)
-        names = [name for name, _ in model.named_parameters() if name in fisher]
-        params = dict(model.named_parameters())
+        named = [(name, p) for name, p in model.named_parameters() if name in fisher]
         return _QuadraticPenalty.apply(
-            self.spec.ewc_lambda, [fisher[n] for n in names], [anchors[n] for n in names], *(params[n] for n in names)
+            self.spec.ewc_lambda, [fisher[n] for n, _ in named], [anchors[n] for n, _ in named], *(p for _, p in named)
         )
 
     def extra_loss(self, model: nn.Module, x: Tensor) -> Tensor:

@@ -293,8 +293,9 @@ def _move(state: LearnerState, device: torch.device) -> None:
     """
     state.model.to(device)
     optimizer = state.optimizer
-    fused = FUSED_ADAM_ON_CUDA and device.type == "cuda" and isinstance(optimizer, torch.optim.Adam)
-    if isinstance(optimizer, torch.optim.Adam):
+    adam = isinstance(optimizer, torch.optim.Adam)
+    fused = adam and FUSED_ADAM_ON_CUDA and device.type == "cuda"
+    if adam:
         for group in optimizer.param_groups:
             group["fused"] = True if fused else None
     for values in optimizer.state.values():
