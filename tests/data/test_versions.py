@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,31 @@ def test_a_held_lock_is_named_in_the_error(shared_workspace, history, monkeypatc
     ):
         store.ingest("vic_elec", day=day("2012-02-03"))
     assert store.data_version() == version
+
+
+def test_the_version_is_never_read_half_written(shared_workspace, history):
+    """``dvc add`` rewrites data.dvc in place; a reader waits for the writer's lock, never sees it empty."""
+    version = store.data_version()
+    dvc_file = shared_workspace / "data.dvc"
+    full = dvc_file.read_text()
+    emptied, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with lock.hold(load_settings().home / "locks" / "dvc.lock", "dvc add"):
+            dvc_file.write_text("")
+            emptied.set()
+            release.wait(5)
+            dvc_file.write_text(full)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert emptied.wait(5)
+        threading.Timer(0.3, release.set).start()
+        assert store.data_version() == version
+    finally:
+        release.set()
+        thread.join()
 
 
 def _cli(project: Path, *args: str) -> subprocess.Popen:

@@ -80,7 +80,9 @@ def partition_path(settings: Settings, dataset: str, partition: str) -> Path:
 
 def ensure_repo() -> None:
     """Make the project a DVC repository with its default remote configured (idempotent)."""
-    dvcrepo.ensure(load_settings())
+    settings = load_settings()
+    with _store_lock(settings, "set up the DVC repository"):
+        dvcrepo.ensure(settings)
 
 
 def stored_partitions(dataset: str) -> list[str]:
@@ -106,8 +108,14 @@ def dvc_location(dataset: str) -> str:
 
 
 def current_version() -> str | None:
-    """The recorded data version, or None before the first ingest."""
-    return dvcrepo.version(load_settings())
+    """The recorded data version, or None before the first ingest.
+
+    Read under the store lock: ``dvc add`` rewrites ``data.dvc`` in place, so a reader
+    racing an ingest could find it empty or half written.
+    """
+    settings = load_settings()
+    with _store_lock(settings, "read the data version"):
+        return dvcrepo.version(settings)
 
 
 def data_version() -> str:
