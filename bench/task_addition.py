@@ -9,13 +9,22 @@ scored on the test split of every task: row ``i`` of the accuracy matrix. ``join
 upper bound: for row ``i`` a fresh model trained on the union of tasks ``0..i``.
 ACC and BWT as in ``lifelong.learn.metrics`` (BWT < 0 is forgetting).
 
-Usage: ``python -m bench.task_addition [--quick]``.
+Each strategy runs once per seed (``train.seed`` = 0, 1, ...: weight init, batch order, replay
+sampling; the data and its split stay fixed). ACC and BWT are reported as mean ± sd over the
+seeds and the accuracy matrices as their mean: one seed's ranking of strategies a point or two
+apart says nothing (FordA moved by a point between two machines at seed 0). The full run also
+sweeps EWC's lambda on vibration_sim (:func:`lambda_sweep`): at the params.yaml value EWC does
+not measurably beat naive there, and a lambda large enough to stop the forgetting keeps the
+model from learning the new machine type.
+
+Usage: ``python -m bench.task_addition [--quick] [--seeds N]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -37,19 +46,47 @@ BENCHES = (("vibration_classifier", "vibration_sim, 5 machine types"), ("engine_
 Task = tuple[str, Tensor, Tensor, Tensor, Tensor]  # name, x_train, y_train, x_test, y_test
 
 
+FULL_SEEDS = 3
+LAMBDA_FACTORS = (1.0, 10.0, 100.0, 1000.0)  # the full run sweeps vibration_sim's EWC lambda by these
+
+
 @dataclass(frozen=True)
 class Outcome:
+    """One strategy's accuracy matrices, one per seed, and its wall time per seed."""
+
     strategy: str
-    matrix: list[list[float]]
+    matrices: list[list[list[float]]]
     seconds: float
 
     @property
-    def acc(self) -> float:
-        return metrics.average_accuracy(self.matrix)
+    def accs(self) -> list[float]:
+        return [metrics.average_accuracy(m) for m in self.matrices]
 
     @property
-    def bwt(self) -> float:
-        return metrics.backward_transfer(self.matrix) if len(self.matrix) > 1 else 0.0
+    def bwts(self) -> list[float]:
+        return [metrics.backward_transfer(m) if len(m) > 1 else 0.0 for m in self.matrices]
+
+    @property
+    def acc(self) -> float:
+        return statistics.fmean(self.accs)
+
+    @property
+    def matrix(self) -> list[list[float]]:
+        """The mean accuracy matrix over the seeds."""
+        rows_by_seed = zip(*self.matrices, strict=True)
+        return [[statistics.fmean(cells) for cells in zip(*rows, strict=True)] for rows in rows_by_seed]
+
+
+def _mean_sd(values: list[float], sign: str = "") -> str:
+    """Percent, ``mean ± sd`` over seeds (the mean alone for one seed).
+
+    >>> _mean_sd([0.9, 0.92, 0.94])
+    '92.0 ± 2.0'
+    >>> _mean_sd([-0.05], sign="+")
+    '-5.0'
+    """
+    mean = f"{100 * statistics.fmean(values):{sign}.1f}"
+    return f"{mean} ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else mean
 
 
 def load_tasks(spec: ModelSpec, limit: int | None) -> list[Task]:
@@ -102,7 +139,10 @@ def joint(spec: ModelSpec, tasks: list[Task]) -> list[list[float]]:
     return matrix
 
 
-def run_model(model: str, limit: int | None, epochs: int | None) -> tuple[list[Task], list[Outcome], ModelSpec]:
+def run_model(
+    model: str, limit: int | None, epochs: int | None, seeds: int = 1
+) -> tuple[list[Task], list[Outcome], ModelSpec]:
+    """Every strategy on the model's tasks, once per seed ``0..seeds-1``."""
     spec = load_params().model(model)
     if epochs is not None:
         spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, epochs=epochs))
@@ -110,24 +150,46 @@ def run_model(model: str, limit: int | None, epochs: int | None) -> tuple[list[T
     outcomes = []
     for name in STRATEGIES:
         started = time.perf_counter()
-        if name == "joint":
-            matrix = joint(spec, tasks)
-        else:
-            matrix = sequential(
-                dataclasses.replace(spec, strategy=dataclasses.replace(spec.strategy, name=name)), tasks
-            )
-        outcomes.append(Outcome(name, matrix, time.perf_counter() - started))
+        matrices = []
+        for seed in range(seeds):
+            seeded = dataclasses.replace(spec, train=dataclasses.replace(spec.train, seed=seed))
+            if name == "joint":
+                matrices.append(joint(seeded, tasks))
+            else:
+                strategy = dataclasses.replace(spec.strategy, name=name)
+                matrices.append(sequential(dataclasses.replace(seeded, strategy=strategy), tasks))
+        outcomes.append(Outcome(name, matrices, (time.perf_counter() - started) / seeds))
+        print(f"[task_addition] {model} {name}: ACC {_mean_sd(outcomes[-1].accs)}", file=sys.stderr, flush=True)
     return tasks, outcomes, spec
+
+
+def _against_naive(outcomes: list[Outcome]) -> str:
+    """Each sequential strategy's mean ACC minus naive's; "(noise)" where that is within the seeds' sd."""
+    naive = next(o for o in outcomes if o.strategy == "naive")
+    parts = []
+    for o in outcomes:
+        if o.strategy in ("naive", "joint"):
+            continue
+        diff = o.acc - naive.acc
+        spread = max(statistics.stdev(o.accs), statistics.stdev(naive.accs)) if len(o.accs) > 1 else 0.0
+        parts.append(f"{o.strategy} {100 * diff:+.1f}" + (" (noise)" if abs(diff) <= spread else ""))
+    return (
+        'ACC against naive, in points ("(noise)": no larger than the sd over seeds of either): '
+        + ", ".join(parts)
+        + "."
+    )
 
 
 def _tables(title: str, tasks: list[Task], outcomes: list[Outcome], spec: ModelSpec) -> str:
     names = [t[0] for t in tasks]
     summary = [
-        [o.strategy, f"{100 * o.acc:.1f}", f"{100 * o.bwt:+.1f}"]
+        [o.strategy, _mean_sd(o.accs), _mean_sd(o.bwts, sign="+")]
         + [f"{100 * o.matrix[-1][j]:.1f}" for j in range(len(names))]
         + [f"{o.seconds:.1f}"]
         for o in outcomes
     ]
+    seeds = len(outcomes[0].matrices)
+    over = f"mean ± sd over {seeds} seeds" if seeds > 1 else "one seed"
     s = spec.strategy
     lines = [
         f"### {title}",
@@ -135,11 +197,15 @@ def _tables(title: str, tasks: list[Task], outcomes: list[Outcome], spec: ModelS
         f"{len(names)} tasks ({', '.join(f'{t[0]}: {len(t[1])} train / {len(t[3])} test' for t in tasks)}); "
         f"`{spec.name}`: {spec.train.epochs} epochs, batch {spec.train.batch_size}, lr {spec.train.lr}, "
         f"EWC lambda {s.ewc_lambda:g} (online gamma {s.gamma:g}), replay {s.replay_capacity} {s.replay_policy} "
-        f"at ratio {s.replay_ratio:g}. Accuracy (%) after the last task:",
+        f"at ratio {s.replay_ratio:g}. ACC and BWT: {over}; per task: accuracy (%) after the last task"
+        f"{', mean over the seeds' if seeds > 1 else ''}; time: wall seconds per seed:",
         "",
         md_table(["strategy", "ACC", "BWT", *names, "time (s)"], summary),
         "",
-        "Accuracy matrices (row: after learning that task; column: test accuracy % on that task):",
+        _against_naive(outcomes),
+        "",
+        f"Accuracy matrices{' (mean over the seeds)' if seeds > 1 else ''} "
+        "(row: after learning that task; column: test accuracy % on that task):",
         "",
     ]
     for o in outcomes:
@@ -154,30 +220,75 @@ def _tables(title: str, tasks: list[Task], outcomes: list[Outcome], spec: ModelS
     return "\n".join(lines)
 
 
-def bench(quick: bool) -> Report:
+def lambda_sweep(model: str, seeds: int, factors: tuple[float, ...] = LAMBDA_FACTORS) -> str:
+    """EWC and EWC+replay at multiples of the model's lambda: where forgetting stops, and at what cost."""
+    spec = load_params().model(model)
+    tasks = load_tasks(spec, None)
+    rows = []
+    for name in ("ewc", "ewc+replay"):
+        for factor in factors:
+            lam = spec.strategy.ewc_lambda * factor
+            strategy = dataclasses.replace(spec.strategy, name=name, ewc_lambda=lam)
+            matrices = [
+                sequential(
+                    dataclasses.replace(spec, strategy=strategy, train=dataclasses.replace(spec.train, seed=seed)),
+                    tasks,
+                )
+                for seed in range(seeds)
+            ]
+            outcome = Outcome(name, matrices, 0.0)
+            newest = statistics.fmean(m[i][i] for m in matrices for i in range(len(tasks)))
+            rows.append(
+                [name, f"{lam:g}", _mean_sd(outcome.accs), _mean_sd(outcome.bwts, sign="+"), f"{100 * newest:.1f}"]
+            )
+            print(f"[task_addition] {model} {name} lambda {lam:g}: ACC {_mean_sd(outcome.accs)}", file=sys.stderr)
+    return "\n".join(
+        [
+            f"#### EWC's lambda on {spec.dataset}",
+            "",
+            f"`{model}` with EWC's lambda at {', '.join(f'{f:g}x' for f in factors)} its params.yaml value "
+            f'({spec.strategy.ewc_lambda:g}); mean ± sd over {seeds} seed(s). "new task": the mean accuracy on each '
+            "task right after learning it (the diagonal of the matrix): a larger lambda trades forgetting (BWT) "
+            "for learning the new task.",
+            "",
+            md_table(["strategy", "lambda", "ACC", "BWT", "new task"], rows),
+            "",
+        ]
+    )
+
+
+def bench(quick: bool, seeds: int | None = None) -> Report:
     torch.set_num_threads(1)
     started = time.perf_counter()
     limit, ford_epochs = (600, 3) if quick else (None, None)
+    seeds = seeds or (1 if quick else FULL_SEEDS)
     parts, notes = [], []
     for model, title in BENCHES:
         tasks, outcomes, spec = run_model(
             model,
             limit if model == "engine_classifier" else None,
             ford_epochs if model == "engine_classifier" else None,
+            seeds,
         )
         parts.append(_tables(title, tasks, outcomes, spec))
+        if model == "vibration_classifier" and not quick:
+            parts += ["", lambda_sweep(model, seeds)]
         best = max((o for o in outcomes if o.strategy != "joint"), key=lambda o: o.acc)
         naive = next(o for o in outcomes if o.strategy == "naive")
         top = next(o for o in outcomes if o.strategy == "joint")
         notes.append(
-            f"{title}: best sequential strategy {best.strategy} ACC {100 * best.acc:.1f}% (naive "
-            f"{100 * naive.acc:.1f}%, joint, the nominal upper bound, {100 * top.acc:.1f}%)"
+            f"{title}: best sequential strategy {best.strategy} ACC {_mean_sd(best.accs)}% (naive "
+            f"{_mean_sd(naive.accs)}%, joint, the nominal upper bound, {_mean_sd(top.accs)}%)"
         )
     settings = (
-        "QUICK: vibration_sim in full; FordA/FordB at most 600 train and 600 test recordings per task, 3 epochs"
-        if quick
-        else "FULL: every recording, the models' params.yaml settings"
-    ) + "; seed 0, 1 torch thread"
+        (
+            "QUICK: vibration_sim in full; FordA/FordB at most 600 train and 600 test recordings per task, 3 epochs"
+            if quick
+            else "FULL: every recording, the models' params.yaml settings"
+        )
+        + (f"; seeds 0-{seeds - 1}" if seeds > 1 else "; seed 0")
+        + ", 1 torch thread"
+    )
     markdown = "\n".join(["; ".join(notes) + ".", "", *parts])
     return Report(
         key="task_addition",
@@ -191,8 +302,9 @@ def bench(quick: bool) -> Report:
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="FordA/B subsampled, fewer epochs")
+    parser.add_argument("--seeds", type=int, default=None, help=f"seeds per strategy (default {FULL_SEEDS}, quick 1)")
     args = parser.parse_args(argv)
-    report = bench(args.quick)
+    report = bench(args.quick, args.seeds)
     return report.show()
 
 
