@@ -173,11 +173,9 @@ def _against_naive(outcomes: list[Outcome]) -> str:
         diff = o.acc - naive.acc
         spread = max(statistics.stdev(o.accs), statistics.stdev(naive.accs)) if len(o.accs) > 1 else 0.0
         parts.append(f"{o.strategy} {100 * diff:+.1f}" + (" (noise)" if abs(diff) <= spread else ""))
-    return (
-        'ACC against naive, in points ("(noise)": no larger than the sd over seeds of either): '
-        + ", ".join(parts)
-        + "."
-    )
+    if len(naive.accs) == 1:
+        return f"ACC against naive, in points (one seed: no spread to judge noise by): {', '.join(parts)}."
+    return f'ACC against naive, in points ("(noise)": no larger than the sd over seeds of either): {", ".join(parts)}.'
 
 
 def _tables(title: str, tasks: list[Task], outcomes: list[Outcome], spec: ModelSpec) -> str:
