@@ -139,6 +139,12 @@ def joint(spec: ModelSpec, tasks: list[Task]) -> list[list[float]]:
     return matrix
 
 
+def over_seeds(spec: ModelSpec, tasks: list[Task], seeds: int) -> list[list[list[float]]]:
+    """The accuracy matrix of ``spec.strategy`` (or ``joint``) once per seed ``0..seeds-1``."""
+    run = joint if spec.strategy.name == "joint" else sequential
+    return [run(dataclasses.replace(spec, train=dataclasses.replace(spec.train, seed=s)), tasks) for s in range(seeds)]
+
+
 def run_model(
     model: str, limit: int | None, epochs: int | None, seeds: int = 1
 ) -> tuple[list[Task], list[Outcome], ModelSpec]:
@@ -150,14 +156,8 @@ def run_model(
     outcomes = []
     for name in STRATEGIES:
         started = time.perf_counter()
-        matrices = []
-        for seed in range(seeds):
-            seeded = dataclasses.replace(spec, train=dataclasses.replace(spec.train, seed=seed))
-            if name == "joint":
-                matrices.append(joint(seeded, tasks))
-            else:
-                strategy = dataclasses.replace(spec.strategy, name=name)
-                matrices.append(sequential(dataclasses.replace(seeded, strategy=strategy), tasks))
+        named = dataclasses.replace(spec, strategy=dataclasses.replace(spec.strategy, name=name))
+        matrices = over_seeds(named, tasks, seeds)
         outcomes.append(Outcome(name, matrices, (time.perf_counter() - started) / seeds))
         print(f"[task_addition] {model} {name}: ACC {_mean_sd(outcomes[-1].accs)}", file=sys.stderr, flush=True)
     return tasks, outcomes, spec
@@ -218,22 +218,15 @@ def _tables(title: str, tasks: list[Task], outcomes: list[Outcome], spec: ModelS
     return "\n".join(lines)
 
 
-def lambda_sweep(model: str, seeds: int, factors: tuple[float, ...] = LAMBDA_FACTORS) -> str:
+def lambda_sweep(spec: ModelSpec, tasks: list[Task], seeds: int, factors: tuple[float, ...] = LAMBDA_FACTORS) -> str:
     """EWC and EWC+replay at multiples of the model's lambda: where forgetting stops, and at what cost."""
-    spec = load_params().model(model)
-    tasks = load_tasks(spec, None)
+    model = spec.name
     rows = []
     for name in ("ewc", "ewc+replay"):
         for factor in factors:
             lam = spec.strategy.ewc_lambda * factor
             strategy = dataclasses.replace(spec.strategy, name=name, ewc_lambda=lam)
-            matrices = [
-                sequential(
-                    dataclasses.replace(spec, strategy=strategy, train=dataclasses.replace(spec.train, seed=seed)),
-                    tasks,
-                )
-                for seed in range(seeds)
-            ]
+            matrices = over_seeds(dataclasses.replace(spec, strategy=strategy), tasks, seeds)
             outcome = Outcome(name, matrices, 0.0)
             newest = statistics.fmean(m[i][i] for m in matrices for i in range(len(tasks)))
             rows.append(
@@ -270,7 +263,7 @@ def bench(quick: bool, seeds: int | None = None) -> Report:
         )
         parts.append(_tables(title, tasks, outcomes, spec))
         if model == "vibration_classifier" and not quick:
-            parts += ["", lambda_sweep(model, seeds)]
+            parts += ["", lambda_sweep(spec, tasks, seeds)]
         best = max((o for o in outcomes if o.strategy != "joint"), key=lambda o: o.acc)
         naive = next(o for o in outcomes if o.strategy == "naive")
         top = next(o for o in outcomes if o.strategy == "joint")
