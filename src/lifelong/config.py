@@ -112,9 +112,14 @@ class TrainSpec:
     device: str = "auto"
 
 
+StrategyName = Literal["naive", "ewc", "online_ewc", "lwf", "replay", "ewc+replay", "lwf+replay"]
+# the one list of strategy names: the trigger form's choices, the CLI's, and make_strategy's
+STRATEGIES: tuple[str, ...] = typing.get_args(StrategyName)
+
+
 @dataclass(frozen=True)
 class StrategySpec:
-    name: Literal["naive", "ewc", "online_ewc", "lwf", "replay", "ewc+replay", "lwf+replay"] = "replay"
+    name: StrategyName = "replay"
     ewc_lambda: float = 100.0
     # online EWC decay: F <- gamma * F_old + F_new
     gamma: float = 1.0
@@ -148,9 +153,8 @@ class ModelSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
     strategy: StrategySpec = field(default_factory=StrategySpec)
     gate: GateSpec = field(default_factory=GateSpec)
-    # forecasters: how many days of history feed the first training and the evaluation window
+    # forecasters: how many days of history feed the first training
     warmup_days: int = 7
-    eval_days: int = 1
     # the daily DAG's schedule window (ISO dates); catch-up runs every missed day in order
     start_date: str = "2024-01-01"
     end_date: str | None = None
@@ -212,6 +216,17 @@ class Params:
         if name not in self.datasets:
             raise ConfigError(f"datasets.{name}: no such dataset (known: {', '.join(sorted(self.datasets))})")
         return self.datasets[name]
+
+
+# --------------------------------------------------------------------------- Airflow pools
+
+# model-changing steps of a model never overlap: one single-slot pool per model, one for task additions
+TASKS_POOL = "lifelong__tasks"
+
+
+def pool_name(model: str) -> str:
+    """The one-slot pool that serializes every model-changing step of ``model``."""
+    return f"lifelong__{model}"
 
 
 # --------------------------------------------------------------------------- loader
@@ -375,10 +390,6 @@ class Settings:
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
-
-    @property
-    def audit_log(self) -> Path:
-        return self.home / "audit.jsonl"
 
     @property
     def dvc_remote(self) -> Path:

@@ -45,7 +45,7 @@ def _outcome(result: dict) -> str:
 
 def run_daily(days: int, start: date | None = None) -> list[dict]:
     """Land ``days`` days of the forecaster's data and run the daily DAG for each, in order."""
-    from lifelong.airflow.embedded import run_dag
+    from lifelong.airflow.embedded_runner import run_dag
     from lifelong.data import landing
 
     params = load_params()
@@ -97,7 +97,7 @@ def _day_summary(day: str) -> dict:
 def run_tasks(tasks: list[str], epochs: int | None) -> list[dict]:
     """Land the classifier's tasks and run the task-addition DAG for each one not yet learned."""
     from lifelong import registry
-    from lifelong.airflow.embedded import run_dag
+    from lifelong.airflow.embedded_runner import run_dag
     from lifelong.data import landing
 
     spec = load_params().model(CLASSIFIER)
@@ -105,7 +105,7 @@ def run_tasks(tasks: list[str], epochs: int | None) -> list[dict]:
     known: list[str] = []
     champion = registry.champion(CLASSIFIER)
     if champion:
-        known = registry.load_state_of(CLASSIFIER, champion).extra.get("tasks", [])
+        known = registry.load_state_of(CLASSIFIER, champion).tasks
     results = []
     for task in tasks:
         if task in known:

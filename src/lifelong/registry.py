@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lifelong import artifacts, audit, faults
-from lifelong.config import load_settings
+from lifelong.config import load_settings, params_hash
 from lifelong.errors import RegistryError
-from lifelong.gate import GateDecision, decide
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,11 +40,12 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from lifelong.config import ArchitectureSpec
+    from lifelong.config import ArchitectureSpec, ModelSpec
+    from lifelong.gate import GateDecision
     from lifelong.learn.state import LearnerState
 
 __all__ = [
-    "Candidate", "GateDecision", "Lineage", "champion", "decide", "find_candidate", "git_commit", "history",
+    "Candidate", "Lineage", "champion", "find_candidate", "git_commit", "history",
     "load_state_from_run", "load_state_of", "log_candidate", "log_figures", "log_json", "log_metrics",
     "log_state_run", "promote", "read_json", "reject", "rollback",
 ]  # fmt: skip
@@ -89,6 +89,21 @@ class Lineage:
     dag_run_id: str | None = None
     logical_date: str | None = None
     try_number: int | None = None
+
+    @classmethod
+    def of(cls, run: Any, spec: ModelSpec, data_version: str, device: str) -> Lineage:
+        """The lineage of a model trained from ``spec`` on ``data_version`` by ``run`` (a step's RunInfo)."""
+        return cls(
+            dataset=spec.dataset,
+            data_version=data_version,
+            git_commit=git_commit(),
+            params_hash=params_hash(spec),
+            device=device,
+            dag_id=run.dag_id,
+            dag_run_id=run.dag_run_id,
+            logical_date=run.logical_date,
+            try_number=run.try_number,
+        )
 
     def tags(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
@@ -319,7 +334,7 @@ def log_candidate(
 
 @contextmanager
 def _pinned_requirements_map() -> Iterator[None]:
-    """Spare ``log_model`` MLflow's scan of every installed distribution (~0.4 s in a fresh process).
+    """Spare ``log_model`` MLflow's scan of every installed distribution (slow in a fresh process).
 
     MLflow checks explicit pip requirements against the installed versions, and for that first
     maps the modules of every installed distribution. Ours are pinned to the installed versions
@@ -345,10 +360,10 @@ def _pinned_requirements_map() -> Iterator[None]:
             setattr(reqs, name, value)
 
 
-def _verify_upload(client: MlflowClient, run_id: str, digests: dict[str, str]) -> None:
-    """List the uploaded state and model back before anything calls them complete."""
+def _verify_upload(client: MlflowClient, run_id: str, digests: dict[str, str], *, with_model: bool = True) -> None:
+    """List the uploaded state (and model) back before anything calls them complete."""
     stored = {Path(f.path).relative_to(STATE_DIR).as_posix() for f in client.list_artifacts(run_id, STATE_DIR)}
-    model_files = {Path(f.path).name for f in client.list_artifacts(run_id, MODEL_DIR)}
+    model_files = {Path(f.path).name for f in client.list_artifacts(run_id, MODEL_DIR)} if with_model else {"MLmodel"}
     if not set(digests) <= stored or "MLmodel" not in model_files:
         raise RegistryError(f"run {run_id}: upload incomplete (state {sorted(stored)}, model {sorted(model_files)})")
 
@@ -396,9 +411,7 @@ def log_state_run(
         digests = artifacts.upload_state(client, run_id, state)
         for name, fig in (plots or {}).items():
             client.log_figure(run_id, fig, f"plots/{_check('plot', name)}.png")
-        stored = {Path(f.path).relative_to(STATE_DIR).as_posix() for f in client.list_artifacts(run_id, STATE_DIR)}
-        if not set(digests) <= stored:
-            raise RegistryError(f"run {run_id}: state upload incomplete")
+        _verify_upload(client, run_id, digests, with_model=False)
         client.set_tag(run_id, "artifacts_complete", "true")
     except BaseException:
         client.set_terminated(run_id, "FAILED")
@@ -421,6 +434,13 @@ def _stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _tag_decision(client: MlflowClient, model_name: str, version: str, status: str, decision: GateDecision) -> None:
+    """The gate's verdict on the version: its status, the reason, and the change of each metric."""
+    client.set_model_version_tag(model_name, version, "validation_status", status)
+    client.set_model_version_tag(model_name, version, "reason", decision.reason[:5000])
+    client.set_model_version_tag(model_name, version, "deltas", json.dumps(decision.deltas))
+
+
 def promote(model_name: str, version: str | int, decision: GateDecision, *, trigger: str) -> dict[str, Any]:
     """``champion`` -> ``version``, ``previous`` -> the old champion; tag approved; audit. Idempotent."""
     client = _client()
@@ -434,9 +454,7 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
         raise RegistryError(f"{model_name} v{version}: it is {mv.tags['validation_status']}; refusing to promote it")
     current = _alias(client, model_name, CHAMPION)
     # approved first: whatever step a crash interrupts, champion names a complete, approved version
-    client.set_model_version_tag(model_name, version, "validation_status", "approved")
-    client.set_model_version_tag(model_name, version, "reason", decision.reason[:5000])
-    client.set_model_version_tag(model_name, version, "deltas", json.dumps(decision.deltas))
+    _tag_decision(client, model_name, version, "approved", decision)
     faults.checkpoint("promote_alias")
     if current != version:
         if current is not None:
@@ -484,9 +502,7 @@ def reject(model_name: str, version: str | int, decision: GateDecision, *, trigg
     current = _alias(client, model_name, CHAMPION)
     if current == version:
         raise RegistryError(f"{model_name} v{version} is the champion; roll back before rejecting it")
-    client.set_model_version_tag(model_name, version, "validation_status", "rejected")
-    client.set_model_version_tag(model_name, version, "reason", decision.reason[:5000])
-    client.set_model_version_tag(model_name, version, "deltas", json.dumps(decision.deltas))
+    _tag_decision(client, model_name, version, "rejected", decision)
     client.set_model_version_tag(model_name, version, "rejected_at", _stamp())
     event = _audit(
         client, event="reject", model=model_name, version=version, from_version=current,

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def dagbag(tmp_path_factory: pytest.TempPathFactory):
-    from lifelong.airflow.embedded import airflow_env
+    from lifelong.airflow.embedded_runner import airflow_env
     from lifelong.config import load_settings
 
     home = tmp_path_factory.mktemp("home")

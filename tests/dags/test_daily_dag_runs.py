@@ -41,7 +41,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
 
 def _run_days(project: Path) -> dict:
     from lifelong import registry
-    from lifelong.airflow.embedded import run_dag
+    from lifelong.airflow.embedded_runner import run_dag
     from lifelong.data import landing, store
 
     store.ensure_repo()

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from _data_kit import day, digest, store_files
 
+from lifelong import locks
 from lifelong.config import load_settings
-from lifelong.data import lock, store
+from lifelong.data import store
 from lifelong.data.dvcrepo import DataVersionError
 from lifelong.data.landing import simulate
 from lifelong.errors import StoreBusy
@@ -77,7 +78,7 @@ def test_a_held_lock_is_named_in_the_error(shared_workspace, history, monkeypatc
     version = store.data_version()
     busy = rf"store busy: held by pid {os.getpid()} .* \(a long dvc push\)"
     with (
-        lock.hold(load_settings().home / "locks" / "dvc.lock", "a long dvc push"),
+        locks.hold(load_settings().home / "locks" / "dvc.lock", "a long dvc push"),
         pytest.raises(StoreBusy, match=busy),
     ):
         store.ingest("vic_elec", day=day("2012-02-03"))
@@ -92,7 +93,7 @@ def test_the_version_is_never_read_half_written(shared_workspace, history):
     emptied, release = threading.Event(), threading.Event()
 
     def writer() -> None:
-        with lock.hold(load_settings().home / "locks" / "dvc.lock", "dvc add"):
+        with locks.hold(load_settings().home / "locks" / "dvc.lock", "dvc add"):
             dvc_file.write_text("")
             emptied.set()
             release.wait(5)

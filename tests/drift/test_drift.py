@@ -179,37 +179,3 @@ def test_plot_draws_histogram_and_ecdf_per_feature(tmp_path) -> None:
     assert "severe" in fig.axes[0].get_title() and "z = 9.5" in fig.get_suptitle()
     fig.savefig(tmp_path / "drift.png", dpi=60)
     assert (tmp_path / "drift.png").stat().st_size > 10_000
-
-
-def test_the_daily_step_writes_the_report_every_day_and_the_plot_on_drift_days(workspace, monkeypatch) -> None:
-    """``pipeline.check_drift`` on vic_elec-shaped days (the store stubbed): a calm day, a shifted one, calm again."""
-    from datetime import date, timedelta
-    from pathlib import Path
-
-    from lifelong import pipeline, registry
-    from lifelong.data import store
-
-    rng = np.random.default_rng(5)
-
-    def one_day(shift: float = 0.0) -> pd.DataFrame:
-        demand, temperature = rng.normal(shift, 1.0, ROWS_PER_DAY), rng.normal(shift, 1.0, ROWS_PER_DAY)
-        return pd.DataFrame({"Demand": demand, "Temperature": temperature, "Holiday": False})
-
-    first = date(2012, 2, 1)
-    days = {first + timedelta(days=i): one_day() for i in range(REFERENCE_DAYS)}
-    calm, shifted = first + timedelta(days=REFERENCE_DAYS), first + timedelta(days=REFERENCE_DAYS + 1)
-    days[calm], days[shifted] = one_day(), one_day(shift=5.0)
-
-    def read_days(dataset: str, start: date, end: date) -> pd.DataFrame:
-        parts = [f.assign(Date=str(d)) for d, f in days.items() if start <= d <= end]
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-    monkeypatch.setattr(store, "read_days", read_days)
-    monkeypatch.setattr(registry, "champion", lambda model: None)
-    quiet = pipeline.check_drift("demand_forecaster", calm)
-    loud = pipeline.check_drift("demand_forecaster", shifted)
-    assert quiet["decision"] == "none" and quiet["plot_path"] is None and Path(quiet["report_path"]).is_file()
-    assert loud["decision"] != "none" and Path(loud["plot_path"]).stat().st_size > 10_000
-    days[shifted] = days[calm]  # the day corrected and checked again: calm now, its old plot goes
-    again = pipeline.check_drift("demand_forecaster", shifted)
-    assert again["decision"] == "none" and not Path(loud["plot_path"]).exists()

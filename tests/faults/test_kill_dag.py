@@ -18,7 +18,7 @@ DAG = f"lifelong_daily__{kit.MODEL}"
 
 
 def test_kill_9_in_the_middle_of_training_under_airflow_then_rerun(base, tmp_path, monkeypatch):
-    from lifelong.airflow.embedded import run_dag
+    from lifelong.airflow.embedded_runner import run_dag
     from lifelong.errors import LifelongError
 
     project = base.fresh()

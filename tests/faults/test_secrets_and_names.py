@@ -65,14 +65,14 @@ BAD_TASKS = [
 
 @pytest.mark.parametrize("task", BAD_TASKS, ids=range(len(BAD_TASKS)))
 def test_task_names_with_traversal_or_shell_syntax_are_refused(workspace: Path, task: str):
-    from lifelong import pipeline
     from lifelong.data import store
     from lifelong.errors import LifelongError
+    from lifelong.steps import run, tasks
 
     before = sorted(p.relative_to(workspace) for p in workspace.rglob("*"))
     for call, says in (
-        (lambda: pipeline.ingest_task("vibration_classifier", task), "is not declared"),
-        (lambda: pipeline.run_task("vibration_classifier", task), "is not declared"),
+        (lambda: tasks.ingest_task("vibration_classifier", task), "is not declared"),
+        (lambda: run.run_task("vibration_classifier", task), "is not declared"),
         # below the declared-tasks check: what learn_task and consolidate read through, and ingest itself
         (lambda: store.read_task("vibration_sim", task), "use letters, digits"),
         (lambda: store.ingest("vibration_sim", task=task), "use letters, digits"),
@@ -88,13 +88,15 @@ def test_task_names_with_traversal_or_shell_syntax_are_refused(workspace: Path, 
 
 
 def test_unknown_models_and_strategies_are_refused(workspace: Path):
-    from lifelong import pipeline
     from lifelong.errors import LifelongError
+    from lifelong.steps import daily, run, tasks
 
     for call in (
-        lambda: pipeline.run_day("../../etc/passwd", "2012-03-05"),
-        lambda: pipeline.consolidate("vibration_classifier", "M1", overrides={"strategy": "ewc; rm -rf ~"}),
-        lambda: pipeline.validate_ingest("demand_forecaster", "../../etc/passwd"),
+        lambda: run.run_day("../../etc/passwd", "2012-03-05"),
+        lambda: tasks.consolidate(
+            "vibration_classifier", "M1", {"data_version": "0" * 32}, overrides={"strategy": "ewc; rm -rf ~"}
+        ),
+        lambda: daily.validate_ingest("demand_forecaster", "../../etc/passwd"),
     ):
         with pytest.raises(LifelongError):
             call()

@@ -36,9 +36,8 @@ def test_dvc_repro_params_and_metrics(tmp_path: Path):
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
     (project / "src" / "lifelong").mkdir(parents=True)
-    for part in ("data", "learn"):  # the stages' code dependencies, as in the repo
+    for part in ("data", "learn", "steps"):  # the stages' code dependencies, as in the repo
         shutil.copytree(REPO / "src" / "lifelong" / part, project / "src" / "lifelong" / part)
-    shutil.copy(REPO / "src" / "lifelong" / "pipeline.py", project / "src" / "lifelong" / "pipeline.py")
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",

@@ -16,7 +16,7 @@ from _registry_kit import ARCH, MODEL, mae, new_state, series, train, windows
 from lifelong import cli, plots, registry
 from lifelong.config import GateSpec
 from lifelong.errors import RegistryError, StateError
-from lifelong.gate import GateDecision
+from lifelong.gate import GateDecision, decide
 from lifelong.learn.state import STATE_FILES
 
 GATE = GateSpec(value={"mae": {"max": 0.5}}, change={"mae": {"max_increase_pct": 2.0}})
@@ -86,7 +86,7 @@ def test_gate_rejects_a_candidate_trained_on_shuffled_targets(store: Path, log) 
     champ = new_state()
     train(champ, x, y, steps=200)
     champ_metrics = {"mae": mae(champ, held_x, held_y)}
-    first = registry.decide(champ_metrics, None, GATE)
+    first = decide(champ_metrics, None, GATE)
     assert first.approved, first.reason
     v1 = log(champ, "demo/day1", champ_metrics)
     registry.promote(MODEL, v1.version, first, trigger="airflow:lifelong_daily/day1")
@@ -99,8 +99,8 @@ def test_gate_rejects_a_candidate_trained_on_shuffled_targets(store: Path, log) 
     train(clean, new_x, new_y, steps=20)
 
     champion_now = {"mae": mae(registry.load_state_of(MODEL, v1.version), held_x, held_y)}
-    bad = registry.decide({"mae": mae(poisoned, held_x, held_y)}, champion_now, GATE)
-    good = registry.decide({"mae": mae(clean, held_x, held_y)}, champion_now, GATE)
+    bad = decide({"mae": mae(poisoned, held_x, held_y)}, champion_now, GATE)
+    good = decide({"mae": mae(clean, held_x, held_y)}, champion_now, GATE)
     assert not bad.approved and "% > 2% allowed" in bad.reason, bad.reason
     assert good.approved, good.reason
 

@@ -3,7 +3,7 @@
 ``data/`` (without ``landing/`` and ``quarantine/``, which ``.dvcignore`` keeps out) is one
 DVC output, ``data.dvc``; its md5 is the data version. DVC runs in-process through its
 Python API (a subprocess per command would cost a second each). Callers hold the store
-lock (:mod:`lifelong.data.lock`): nothing here is safe to run twice at once.
+lock (:mod:`lifelong.locks`): nothing here is safe to run twice at once.
 
 The remote is configured before the first version is recorded, so every version can be
 fetched back once the local cache is gone. It is ``LIFELONG_DVC_REMOTE`` when set (e.g.

@@ -28,9 +28,9 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
-from lifelong import faults
+from lifelong import faults, locks
 from lifelong.config import ConfigError, DatasetSpec, Settings, load_params, load_settings
-from lifelong.data import dvcrepo, lock, schema
+from lifelong.data import dvcrepo, schema
 from lifelong.data.batch import UnreadableBatch, read_batch
 from lifelong.data.dvcrepo import DataVersionError
 from lifelong.data.files import parquet_bytes, read_parquet, write_atomic
@@ -67,7 +67,7 @@ class IngestResult:
 
 
 def _store_lock(settings: Settings, what: str) -> Any:
-    return lock.hold(settings.home / "locks" / "dvc.lock", what)
+    return locks.store_lock(settings.home, what)
 
 
 def partition_name(spec: DatasetSpec, key: str) -> str:

@@ -1,7 +1,8 @@
-"""What a DAG task needs around a ``lifelong.pipeline`` call: run info and error mapping.
+"""Inside a running Airflow task: the run info and error mapping around one step call.
 
-Kept apart from the DAG files so that they hold no logic, and apart from
-``operators.py`` so that TaskFlow DAGs and operator users share one behaviour:
+Kept apart from the DAG files so that they hold no logic. A task names its step as
+``"<module>.<function>"`` of :mod:`lifelong.steps` (``"daily.update"``), imported when the task
+runs, never when the DAG file is parsed. Errors map to Airflow outcomes:
 
 * a refused batch or an invalid parameter fails the task at once (no retry: retrying
   cannot make bad data good);
@@ -13,6 +14,7 @@ Kept apart from the DAG files so that they hold no logic, and apart from
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -40,18 +42,31 @@ def run_info(context: Mapping[str, Any]) -> dict:
     }
 
 
-def call(step: Callable[..., dict], *args: Any, context: Mapping[str, Any], **kwargs: Any) -> dict:
-    """Run one pipeline step inside a task, mapping lifelong errors to Airflow outcomes."""
+def step_function(name: str) -> Callable[..., Any]:
+    """The step ``"<module>.<function>"`` of :mod:`lifelong.steps`.
+
+    >>> step_function("decide.gate").__name__
+    'gate'
+    """
+    module, _, function = name.partition(".")
+    found = getattr(importlib.import_module(f"lifelong.steps.{module}"), function, None)
+    if not callable(found):
+        raise LookupError(f"no step {name!r} in lifelong.steps")
+    return found
+
+
+def call(step: str, *args: Any, context: Mapping[str, Any], **kwargs: Any) -> Any:
+    """Run the step ``step`` (``"daily.update"``) inside a task, mapping lifelong errors to Airflow outcomes."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from lifelong.config import ConfigError
     from lifelong.errors import RefusedBatch, StateError
-    from lifelong.pipeline import NotReady
+    from lifelong.steps.context import NotReady
 
     project_env()
     info = run_info(context)
     try:
-        return step(*args, run_info=info, **kwargs)
+        return step_function(step)(*args, run_info=info, **kwargs)
     except NotReady as exc:
         raise AirflowSkipException(str(exc)) from None
     except (RefusedBatch, ConfigError, StateError) as exc:
