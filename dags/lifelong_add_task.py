@@ -29,7 +29,7 @@ project_env()
 _params = load_params()
 _classifiers = sorted(n for n, m in _params.models.items() if _params.dataset(m.dataset).kind == "classify")
 _tasks = sorted({t for m in _classifiers for t in _params.dataset(_params.models[m].dataset).tasks})
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # no path separators, no shell metacharacters
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(?![\s\S])"  # the whole value (a "$" lets "M1\n" in): no "/", no shell
 
 
 @dag(

@@ -67,7 +67,7 @@ def test_add_task_params_refuse_unknown_strategy(dagbag):
         dag.params.get_param("strategy").resolve(value="magic")
 
 
-@pytest.mark.parametrize("task", ["../../etc/passwd", "a;rm -rf /", "$(id)", "a b"])
+@pytest.mark.parametrize("task", ["../../etc/passwd", "a;rm -rf /", "$(id)", "a b", "M1\n", "M1\nM2"])
 def test_add_task_params_refuse_unsafe_task_names(dagbag, task):
     from airflow.sdk.definitions.param import ParamValidationError
 

@@ -21,7 +21,7 @@ from lifelong.data.files import parquet_bytes, write_atomic
 from lifelong.data.sources import load_source
 from lifelong.errors import LifelongError
 
-TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always fullmatch: "M1\n" is not a name
 
 
 class LandingConflict(LifelongError):
@@ -29,8 +29,16 @@ class LandingConflict(LifelongError):
 
 
 def check_task_name(task: str) -> str:
-    """``task`` if it is safe as a file name, else a one-line error."""
-    if not TASK_NAME.match(task):
+    """``task`` if it is safe as a file name, else a one-line error.
+
+    >>> check_task_name("FordA")
+    'FordA'
+    >>> check_task_name("M1\\n")
+    Traceback (most recent call last):
+    ...
+    lifelong.errors.LifelongError: task name 'M1\\n': use letters, digits, '_', '.' or '-' (at most 64)
+    """
+    if not isinstance(task, str) or not TASK_NAME.fullmatch(task):
         raise LifelongError(f"task name {task!r}: use letters, digits, '_', '.' or '-' (at most 64)")
     return task
 
