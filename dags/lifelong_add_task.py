@@ -56,8 +56,8 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(?![\s\S])"  # the whole value (a "$" 
         "file": Param(
             None,
             type=["null", "string"],
-            pattern=r"^[^;&|`$<>]*$",
-            description="Landing file; default data/landing/<dataset>/<task>.parquet.",
+            pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}){0,7}(?![\s\S])",
+            description="A file of data/landing/<dataset>/ (its name, or a path below it without ..); default <task>.parquet.",
         ),
         "strategy": Param(
             "ewc+replay", type="string", enum=list(STRATEGIES), description="Continual-learning strategy."

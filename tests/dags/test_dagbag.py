@@ -76,6 +76,23 @@ def test_add_task_params_refuse_unsafe_task_names(dagbag, task):
         dag.params.get_param("task").resolve(value=task)
 
 
+@pytest.mark.parametrize(
+    "file", ["/", "/proc/self/environ", "../../etc/passwd", "M1/../../x.csv", "./M1.csv", ".hidden", "M1.csv\n", "a;b"]
+)
+def test_add_task_file_param_is_a_path_under_the_landing_folder(dagbag, file):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    param = dagbag.dags["lifelong_add_task"].params.get_param("file")
+    with pytest.raises(ParamValidationError):
+        param.resolve(value=file)
+
+
+def test_add_task_file_param_accepts_landing_files(dagbag):
+    param = dagbag.dags["lifelong_add_task"].params.get_param("file")
+    for file in ("FordB.parquet", "2024/FordB_v2.csv", None):
+        assert param.resolve(value=file) == file
+
+
 def test_add_task_dag_runs_the_fisher_and_the_training_on_the_gpu_queue(dagbag):
     dag = dagbag.dags["lifelong_add_task"]
     assert dag.get_task("consolidate").queue == dag.get_task("learn_task").queue == "gpu"

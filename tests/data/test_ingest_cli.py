@@ -51,9 +51,13 @@ def test_refusal_is_one_line_and_an_exit_code(shared_workspace, capsys):
 
 
 def test_unreadable_and_missing_batches(shared_workspace, capsys):
-    (shared_workspace / "junk.csv").write_bytes(b"\x00\x01\x02")
+    (shared_workspace / "data" / "landing" / "vic_elec" / "junk.csv").write_bytes(b"\x00\x01\x02")
     code, out, err = _run(capsys, "ingest", "--dataset", "vic_elec", "--date", "2013-06-04", "--file", "junk.csv")
     assert code == RefusedBatch.exit_code and "binary content" in err and err.count("\n") == 1
+    outside = shared_workspace / "junk.csv"  # outside the landing folder: refused before it is read
+    outside.write_bytes(b"secret,header\n1,2\n")
+    code, out, err = _run(capsys, "ingest", "--dataset", "vic_elec", "--date", "2013-06-04", "--file", str(outside))
+    assert code == RefusedBatch.exit_code and "outside the landing folder" in err and "secret" not in err
     code, out, err = _run(capsys, "ingest", "--dataset", "vic_elec", "--date", "2013-07-01")
     assert code == 1 and "no batch at" in err and err.count("\n") == 1
     code, out, err = _run(capsys, "ingest", "--dataset", "vic_elec", "--task", "FordA")

@@ -4,7 +4,10 @@ Layout: ``data/<dataset>/<YYYY-MM-DD>.parquet`` (one partition per local day) or
 ``data/<dataset>/task=<task>.parquet`` (one per task). :func:`ingest` is the
 ``validate_ingest`` step of the daily DAG:
 
-1. read the batch; a file that cannot be read is quarantined with the reason;
+1. check the file named is a batch lifelong may read (:func:`~lifelong.data.landing.check_batch_file`:
+   a regular file inside the data set's landing folder or ``LIFELONG_LANDING_ALLOW``), else
+   refuse it before anything is read or copied; read it; a file that cannot be read is
+   quarantined with the reason;
 2. validate it with its data set's Great Expectations suite; a failure is quarantined with
    the validation report, and :class:`~lifelong.errors.RefusedBatch` says what failed in one line;
 3. under the store lock, replace that day's (or task's) partition - never append a second
@@ -19,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import re
 import traceback
 from dataclasses import dataclass
@@ -34,15 +38,12 @@ from lifelong.data import dvcrepo, lock, schema
 from lifelong.data.batch import UnreadableBatch, read_batch
 from lifelong.data.dvcrepo import DataVersionError
 from lifelong.data.files import parquet_bytes, read_parquet, write_atomic
-from lifelong.data.landing import check_task_name, landed_file
+from lifelong.data.landing import MissingBatch as MissingBatch  # raised by ingest, importable from here
+from lifelong.data.landing import check_batch_file, check_task_name, landed_file
 from lifelong.data.quarantine import quarantine
 from lifelong.errors import LifelongError, RefusedBatch, StoreBusy
 
 MD5 = re.compile(r"^[0-9a-f]{32}$")
-
-
-class MissingBatch(LifelongError):
-    """There is no batch to ingest (nothing landed for that day or task)."""
 
 
 @dataclass(frozen=True)
@@ -199,10 +200,12 @@ def read_task(dataset: str, task: str) -> pd.DataFrame:
 def _refuse(
     settings: Settings, spec: DatasetSpec, key: str, file: Path, reason: str, result: dict | None = None, **extra: Any
 ) -> NoReturn:
-    move = file.resolve().is_relative_to(settings.landing_dir.resolve())
+    move = file.is_relative_to(os.path.realpath(settings.landing_dir / spec.name))  # ours: moved, else copied
     folder = settings.quarantine_dir / spec.name / key
-    kept, report = quarantine(file, folder, move=move, reason=reason, result=result, extra=extra)
-    error = RefusedBatch(f"{spec.name} {key}: batch refused, {reason} (quarantined: {kept})")
+    max_bytes = int(spec.max_file_mb * 2**20)
+    kept, report = quarantine(file, folder, move=move, reason=reason, max_bytes=max_bytes, result=result, extra=extra)
+    where = f"quarantined: {kept}" if kept else f"file {'left in place' if file.exists() else 'gone'}, report: {report}"
+    error = RefusedBatch(f"{spec.name} {key}: batch refused, {reason} ({where})")
     error.quarantined = kept  # type: ignore[attr-defined]
     error.report = report  # type: ignore[attr-defined]
     raise error
@@ -225,9 +228,7 @@ def ingest(
     settings = load_settings()
     spec = load_params().dataset(dataset)
     key = _key(spec, day, task)
-    file = Path(file) if file is not None else landed_file(dataset, key)
-    if not file.exists():
-        raise MissingBatch(f"{dataset} {key}: no batch at {file} (land one first, e.g. with lifelong simulate)")
+    file = check_batch_file(dataset, file if file is not None else landed_file(dataset, key), label=f"{dataset} {key}")
 
     try:
         raw = read_batch(file, max_mb=spec.max_file_mb)
