@@ -14,7 +14,7 @@ import pytest
 from _data_kit import day, digest, store_files
 
 from lifelong.config import load_settings
-from lifelong.data import lock, store
+from lifelong.data import dvcrepo, lock, store
 from lifelong.data.dvcrepo import DataVersionError
 from lifelong.data.landing import simulate
 from lifelong.errors import StoreBusy
@@ -33,8 +33,8 @@ def history(shared_workspace: Path) -> dict:
 
     landing = shared_workspace / "data" / "landing" / "vic_elec"
     corrected = pd.read_parquet(landing / "2012-02-01.parquet").assign(Temperature=lambda f: f["Temperature"] + 0.5)
-    corrected.to_parquet(shared_workspace / "corrected.parquet", index=False)
-    v3 = store.ingest("vic_elec", day=day("2012-02-01"), file=shared_workspace / "corrected.parquet").data_version
+    corrected.to_parquet(landing / "corrected.parquet", index=False)
+    v3 = store.ingest("vic_elec", day=day("2012-02-01"), file=landing / "corrected.parquet").data_version
     versions[v3] = store_files(shared_workspace)
     assert len({v1, v2, v3}) == 3
     return {"order": [v1, v2, v3], "files": versions}
@@ -47,6 +47,7 @@ def test_every_version_restores_byte_identical(shared_workspace, history):
         restored = store.checkout(version)
         assert restored["data_version"] == version == store.data_version()
         assert store_files(shared_workspace) == history["files"][version]
+        assert dvcrepo.last_good_file(load_settings()).read_bytes() == (shared_workspace / "data.dvc").read_bytes()
     assert restored["datasets"]["vic_elec"] == {"partitions": 2, "rows": 96}
     assert digest(shared_workspace / "data" / "landing") == landing_before  # checkout leaves landing alone
 
@@ -70,6 +71,42 @@ def test_an_unknown_version_changes_nothing(shared_workspace, history):
         store.checkout("HEAD~1")
     assert store.data_version() == version and store_files(shared_workspace) == files
     assert digest(shared_workspace / "data" / "landing") == landing
+
+
+def test_an_emptied_data_dvc_is_put_back_from_the_last_good_copy(shared_workspace, history, caplog):
+    """A kill inside `dvc add` can leave data.dvc empty: the next reader or ingest puts the last good one back."""
+    dvc_file = shared_workspace / "data.dvc"
+    good, version = dvc_file.read_bytes(), store.data_version()
+    for broken in (b"", b"outs: [\n  {md5: "):
+        dvc_file.write_bytes(broken)
+        with caplog.at_level("WARNING", logger="lifelong.data"):
+            assert store.current_version() == version
+        assert dvc_file.read_bytes() == good
+        assert "was empty or unparseable" in caplog.text and "data.dvc.last-good" in caplog.text
+        caplog.clear()
+    dvc_file.write_bytes(b"")
+    again = store.ingest("vic_elec", day=day("2012-02-02"))  # the ingest mends it under the lock, then records
+    assert again.data_version == version == store.data_version() and not again.changed
+
+
+def test_temp_files_of_killed_writers_are_removed_by_the_next_ingest(shared_workspace, history):
+    from lifelong.data.files import _host_tag
+
+    dead = 2**22 + 12345  # above pid_max's default: no such process
+    data = shared_workspace / "data"
+    leftovers = [
+        data / "vic_elec" / f".2012-02-01.parquet.{dead}-{_host_tag()}.tmp",  # store: removed under the lock
+        data / "vic_elec" / ".2012-02-01.parquet.77.tmp",  # an older writer's name: removed too
+        shared_workspace / f".data.dvc.{dead}-{_host_tag()}.tmp",
+        data / "landing" / "vic_elec" / f".2012-02-09.parquet.{dead}-{_host_tag()}.tmp",  # landing: a dead writer
+    ]
+    alive = data / "landing" / "vic_elec" / f".2012-02-10.parquet.1-{_host_tag()}.tmp"  # pid 1 runs: left alone
+    for path in [*leftovers, alive]:
+        path.write_bytes(b"half a parquet file")
+    version = store.data_version()
+    assert store.ingest("vic_elec", day=day("2012-02-02")).data_version == version  # the tmp files were never versioned
+    assert [p for p in leftovers if p.exists()] == [] and alive.exists()
+    alive.unlink()
 
 
 def test_a_held_lock_is_named_in_the_error(shared_workspace, history, monkeypatch):

@@ -12,6 +12,12 @@ fetched back once the local cache is gone. It is ``LIFELONG_DVC_REMOTE`` when se
 A failed ``dvc checkout`` of a version whose objects are missing deletes the whole ``data/``
 folder, landing files included (DVC 3.67); :func:`restore` therefore makes sure every object
 is in the cache before it checks anything out.
+
+``data.dvc`` is one file for every data set: a ``kill -9`` inside ``dvc add`` can leave it empty,
+and then no model could find its data. After each version is recorded and pushed, a copy of
+``data.dvc`` is kept as ``<home>/data.dvc.last-good`` (written atomically); :func:`heal` puts
+it back when ``data.dvc`` is found empty or unparseable, and says so in the log. Every write of
+``data.dvc`` by lifelong itself is atomic.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,8 +36,12 @@ import yaml
 
 from lifelong import faults
 from lifelong.config import Settings
+from lifelong.data.files import write_atomic
 from lifelong.errors import LifelongError
 
+log = logging.getLogger("lifelong.data")
+
+MD5 = re.compile(r"[0-9a-f]{32}")  # a data version (always fullmatch)
 REMOTE = "local"
 IGNORED = ("/data/landing/", "/data/quarantine/", "*.tmp")
 DVCIGNORE_HEADER = "# Not part of the versioned store: batches waiting to be ingested, refused ones, partial writes.\n"
@@ -62,6 +73,11 @@ def without_credentials(url: str) -> str:
 
 def dvc_file(settings: Settings) -> Path:
     return settings.project_dir / "data.dvc"
+
+
+def last_good_file(settings: Settings) -> Path:
+    """The copy of ``data.dvc`` as of the last version recorded and pushed (or checked out in place)."""
+    return settings.home / "data.dvc.last-good"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -131,16 +147,62 @@ def ensure(settings: Settings) -> None:
                 conf["core"]["analytics"] = False
 
 
+def _parse(text: str) -> str:
+    """The data version a DVC file's text names; ValueError (or KeyError, ...) when it names none."""
+    outs = yaml.safe_load(text)["outs"]
+    md5 = str(outs[0]["md5"]).removesuffix(".dir")
+    if not MD5.fullmatch(md5):
+        raise ValueError(f"md5 {md5!r} is not 32 hex digits")
+    return md5
+
+
 def version(settings: Settings) -> str | None:
     """The md5 of the recorded data version (without DVC's ``.dir`` suffix), or None."""
     path = dvc_file(settings)
     if not path.exists():
         return None
     try:
-        outs = yaml.safe_load(path.read_text())["outs"]
-        return str(outs[0]["md5"]).removesuffix(".dir")
-    except (yaml.YAMLError, KeyError, IndexError, TypeError) as exc:
+        return _parse(path.read_text())
+    except (yaml.YAMLError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise DataVersionError(f"{path}: not a DVC file ({_first_line(exc)})") from None
+
+
+def remember(settings: Settings) -> None:
+    """Keep ``data.dvc`` as the last good copy (atomically): call once a version is safely recorded."""
+    text = dvc_file(settings).read_text()
+    _parse(text)
+    write_atomic(last_good_file(settings), text.encode())
+
+
+def heal(settings: Settings) -> str | None:
+    """Put back the last good ``data.dvc`` when it is empty or unparseable; the version restored, or None.
+
+    Call under the store lock. Raises :class:`DataVersionError` when ``data.dvc`` is broken
+    and there is no good copy to put back.
+    """
+    path = dvc_file(settings)
+    try:
+        version(settings)
+        return None
+    except DataVersionError as exc:
+        problem = str(exc)
+    good = last_good_file(settings)
+    try:
+        text = good.read_text()
+        md5 = _parse(text)
+    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError, ValueError):
+        raise DataVersionError(
+            f"{problem}, and there is no good copy at {good}: restore data.dvc from git or re-run the last ingest"
+        ) from None
+    write_atomic(path, text.encode())
+    log.warning(
+        "%s was empty or unparseable (a process killed inside `dvc add`?); put back the last good copy %s"
+        " (data version %s)",
+        path,
+        good,
+        md5,
+    )
+    return md5
 
 
 def record(settings: Settings) -> str:
@@ -152,6 +214,7 @@ def record(settings: Settings) -> str:
         repo.push(targets=[str(dvc_file(settings))], remote=REMOTE)
     recorded = version(settings)
     assert recorded is not None
+    remember(settings)
     return recorded
 
 
@@ -169,7 +232,7 @@ def _complete(cache: Any, md5: str) -> bool:
 
 def _point_at(settings: Settings, md5: str) -> None:
     text = yaml.safe_dump({"outs": [{"md5": f"{md5}.dir", "hash": "md5", "path": "data"}]}, sort_keys=False)
-    dvc_file(settings).write_text(text)
+    write_atomic(dvc_file(settings), text.encode())
 
 
 def restore(settings: Settings, md5: str) -> str:
@@ -180,7 +243,7 @@ def restore(settings: Settings, md5: str) -> str:
     from dvc.exceptions import DvcException
 
     path = dvc_file(settings)
-    before = path.read_text() if path.exists() else None
+    before = path.read_bytes() if path.exists() else None
     source = "cache"
     with _repo(settings, "checkout") as repo:
         if not _complete(repo.cache.local, md5):
@@ -198,8 +261,9 @@ def restore(settings: Settings, md5: str) -> str:
                 if before is None:
                     path.unlink(missing_ok=True)
                 else:
-                    path.write_text(before)
+                    write_atomic(path, before)
                 raise
         _point_at(settings, md5)
         repo.checkout(targets=[str(path)], force=True)
+    remember(settings)
     return source

@@ -12,7 +12,8 @@ Layout: ``data/<dataset>/<YYYY-MM-DD>.parquet`` (one partition per local day) or
    the validation report, and :class:`~lifelong.errors.RefusedBatch` says what failed in one line;
 3. under the store lock, replace that day's (or task's) partition - never append a second
    copy - then ``dvc add`` + ``dvc push``; if DVC fails the partition and ``data.dvc`` are
-   put back as they were.
+   put back as they were (atomically). Temp files of writers killed mid-write are removed and a
+   broken ``data.dvc`` is put back from its last good copy first (:func:`dvcrepo.heal`).
 
 Re-ingesting the same batch writes the same bytes, so the data version does not change.
 """
@@ -37,7 +38,7 @@ from lifelong.config import ConfigError, DatasetSpec, Settings, load_params, loa
 from lifelong.data import dvcrepo, lock, schema
 from lifelong.data.batch import UnreadableBatch, read_batch
 from lifelong.data.dvcrepo import DataVersionError
-from lifelong.data.files import parquet_bytes, read_parquet, write_atomic
+from lifelong.data.files import parquet_bytes, read_parquet, remove_stale_tmp, write_atomic
 from lifelong.data.landing import MissingBatch as MissingBatch  # raised by ingest, importable from here
 from lifelong.data.landing import check_batch_file, check_task_name, landed_file
 from lifelong.data.quarantine import quarantine
@@ -116,6 +117,7 @@ def current_version() -> str | None:
     """
     settings = load_settings()
     with _store_lock(settings, "read the data version"):
+        dvcrepo.heal(settings)
         return dvcrepo.version(settings)
 
 
@@ -221,6 +223,23 @@ def _key(spec: DatasetSpec, day: dt.date | None, task: str | None) -> str:
     return check_task_name(task)
 
 
+def _tidy(settings: Settings) -> None:
+    """Under the store lock, before a write: remove temp files of writers killed mid-write (every
+    writer of the store holds this lock, so none is in flight), and mend a broken ``data.dvc``."""
+    skip = (settings.landing_dir, settings.quarantine_dir)
+    removed = remove_stale_tmp(settings.data_dir, locked=True, skip=skip)
+    for file in (dvcrepo.dvc_file(settings), dvcrepo.last_good_file(settings)):
+        removed += remove_stale_tmp(file.parent, locked=True, of=(file.name,))
+    removed += remove_stale_tmp(settings.landing_dir)  # landing writers take no lock: only dead ones
+    if removed:
+        dvcrepo.log.warning("removed %d temp file(s) of writers killed mid-write: %s", len(removed), removed)
+    try:
+        dvcrepo.heal(settings)
+    except DataVersionError as exc:  # no good copy: `dvc add` writes data.dvc again from data/
+        dvcrepo.log.warning("%s; recording the store as it is", exc)
+        dvcrepo.dvc_file(settings).unlink(missing_ok=True)
+
+
 def ingest(
     dataset: str, *, day: dt.date | None = None, task: str | None = None, file: Path | None = None
 ) -> IngestResult:
@@ -252,9 +271,10 @@ def ingest(
     target = partition_path(settings, dataset, partition)
     with _store_lock(settings, f"ingest {dataset} {key}"):
         dvcrepo.ensure(settings)
+        _tidy(settings)
         before = target.read_bytes() if target.exists() else None
         dvc_path = dvcrepo.dvc_file(settings)
-        dvc_before = dvc_path.read_text() if dvc_path.exists() else None
+        dvc_before = dvc_path.read_bytes() if dvc_path.exists() else None
         changed = before != data
         if changed:
             faults.checkpoint("partition_write")
@@ -267,7 +287,7 @@ def ingest(
             elif changed:
                 target.unlink(missing_ok=True)
             if dvc_before is not None:
-                dvc_path.write_text(dvc_before)
+                write_atomic(dvc_path, dvc_before)
             else:
                 dvc_path.unlink(missing_ok=True)
             raise
