@@ -1,4 +1,5 @@
-"""Data versions: any recorded one restores byte-identical; concurrent ingests never corrupt the store."""
+"""Data versions: any recorded one restores byte-identical (into its own folder, or in place); concurrent
+ingests never corrupt the store; a kill mid-write leaves nothing that the next ingest does not mend."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from lifelong.config import load_settings
 from lifelong.data import dvcrepo, lock, store
 from lifelong.data.dvcrepo import DataVersionError
 from lifelong.data.landing import simulate
-from lifelong.errors import StoreBusy
+from lifelong.errors import LifelongError, StoreBusy
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +41,45 @@ def history(shared_workspace: Path) -> dict:
     return {"order": [v1, v2, v3], "files": versions}
 
 
-def test_every_version_restores_byte_identical(shared_workspace, history):
+def _live(project: Path) -> tuple[bytes, dict[str, str]]:
+    """data.dvc's bytes and every file under data/ (landing and quarantine included)."""
+    return (project / "data.dvc").read_bytes(), digest(project / "data")
+
+
+def test_checkout_restores_into_its_own_folder_and_leaves_the_live_store_alone(shared_workspace, history):
+    live = _live(shared_workspace)
+    v1, v2, _ = history["order"]
+    restored = store.checkout(v1)
+    folder = shared_workspace / ".lifelong" / "checkouts" / v1
+    assert restored["restored_to"] == str(folder) and restored["in_place"] is False
+    assert digest(folder) == history["files"][v1]  # exactly the version's files, byte-identical
+    assert restored["datasets"] == {"vic_elec": {"partitions": 1, "rows": 48}} and restored["files"] == 1
+    assert _live(shared_workspace) == live
+    assert store.checkout(v1)["source"] == "folder"  # already there: checked, left as it is
+
+    to = shared_workspace.parent / "v2-rows"
+    assert store.checkout(v2, to=to)["files"] == 2 and digest(to) == history["files"][v2]
+    with pytest.raises(DataVersionError, match="is not empty and does not hold version"):
+        store.checkout(v1, to=to)
+    with pytest.raises(LifelongError, match="not inside data/"):
+        store.checkout(v1, to=shared_workspace / "data" / "old")
+    assert _live(shared_workspace) == live and not [p for p in to.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_version_files_names_each_cached_file_of_a_version(shared_workspace, history):
+    v1, v2, _ = history["order"]
+    files = dvcrepo.version_files(load_settings(), v2)
+    assert sorted(files) == sorted(history["files"][v2])
+    assert {rel: digest(path.parent)[path.name] for rel, path in files.items()} == history["files"][v2]
+    with pytest.raises(DataVersionError, match="is not a data version"):
+        dvcrepo.version_files(load_settings(), "../etc")
+
+
+def test_every_version_restores_byte_identical_in_place(shared_workspace, history):
     landing_before = digest(shared_workspace / "data" / "landing")
     v1, v2, v3 = history["order"]
     for version in (v1, v2, v1, v3):
-        restored = store.checkout(version)
+        restored = store.checkout(version, in_place=True)
         assert restored["data_version"] == version == store.data_version()
         assert store_files(shared_workspace) == history["files"][version]
         assert dvcrepo.last_good_file(load_settings()).read_bytes() == (shared_workspace / "data.dvc").read_bytes()
@@ -53,24 +88,30 @@ def test_every_version_restores_byte_identical(shared_workspace, history):
 
 
 def test_a_version_comes_back_from_the_remote_when_the_cache_is_gone(shared_workspace, history):
-    v1, _, v3 = history["order"]
+    v1, v2, v3 = history["order"]
     shutil.rmtree(shared_workspace / ".dvc" / "cache")
-    restored = store.checkout(v1)
+    live = _live(shared_workspace)
+    restored = store.checkout(v2, to=shared_workspace.parent / "from-remote")
+    assert restored["source"] == "remote" and digest(Path(restored["restored_to"])) == history["files"][v2]
+    assert _live(shared_workspace) == live  # fetched without pointing data.dvc anywhere
+    restored = store.checkout(v1, in_place=True)
     assert restored["source"] == "remote"
     assert store_files(shared_workspace) == history["files"][v1]
-    store.checkout(v3)
+    store.checkout(v3, in_place=True)
     assert store_files(shared_workspace) == history["files"][v3]
 
 
 def test_an_unknown_version_changes_nothing(shared_workspace, history):
     version, files = store.data_version(), store_files(shared_workspace)
-    landing = digest(shared_workspace / "data" / "landing")
-    with pytest.raises(DataVersionError, match="neither in the local cache nor in the remote"):
-        store.checkout("0123456789abcdef0123456789abcdef")
-    with pytest.raises(DataVersionError, match="is not a data version"):
-        store.checkout("HEAD~1")
+    live = _live(shared_workspace)
+    for where in ({"in_place": True}, {}):
+        with pytest.raises(DataVersionError, match="neither in the local cache nor in the remote"):
+            store.checkout("0123456789abcdef0123456789abcdef", **where)
+        with pytest.raises(DataVersionError, match="is not a data version"):
+            store.checkout("HEAD~1", **where)
     assert store.data_version() == version and store_files(shared_workspace) == files
-    assert digest(shared_workspace / "data" / "landing") == landing
+    assert _live(shared_workspace) == live
+    assert not (shared_workspace / ".lifelong" / "checkouts" / "0123456789abcdef0123456789abcdef").exists()
 
 
 def test_an_emptied_data_dvc_is_put_back_from_the_last_good_copy(shared_workspace, history, caplog):

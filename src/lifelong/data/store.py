@@ -20,11 +20,11 @@ Re-ingesting the same batch writes the same bytes, so the data version does not 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import os
-import re
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +35,7 @@ import pandas as pd
 
 from lifelong import faults
 from lifelong.config import ConfigError, DatasetSpec, Settings, load_params, load_settings
-from lifelong.data import dvcrepo, lock, schema
+from lifelong.data import dvcrepo, exports, lock, schema
 from lifelong.data.batch import UnreadableBatch, read_batch
 from lifelong.data.dvcrepo import DataVersionError
 from lifelong.data.files import parquet_bytes, read_parquet, remove_stale_tmp, write_atomic
@@ -44,7 +44,7 @@ from lifelong.data.landing import check_batch_file, check_task_name, landed_file
 from lifelong.data.quarantine import quarantine
 from lifelong.errors import LifelongError, RefusedBatch, StoreBusy
 
-MD5 = re.compile(r"^[0-9a-f]{32}$")
+MD5 = dvcrepo.MD5
 
 
 @dataclass(frozen=True)
@@ -135,28 +135,59 @@ def _log_version(settings: Settings, entry: dict[str, Any]) -> None:
         fh.write(json.dumps({"at": datetime.now(UTC).isoformat(timespec="seconds"), **entry}) + "\n")
 
 
-def _summary(settings: Settings) -> dict[str, dict[str, int]]:
+def _summary(folder: Path, ignored: tuple[Path, ...] = ()) -> dict[str, dict[str, int]]:
+    """Partitions and rows of each data set folder under ``folder``."""
     import pyarrow.parquet as pq
 
     out = {}
-    ignored = {settings.landing_dir, settings.quarantine_dir}
-    for folder in sorted(p for p in settings.data_dir.iterdir() if p.is_dir() and p not in ignored):
-        files = sorted(folder.glob("*.parquet"))
-        out[folder.name] = {"partitions": len(files), "rows": sum(pq.ParquetFile(f).metadata.num_rows for f in files)}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p not in ignored):
+        files = sorted(sub.glob("*.parquet"))
+        out[sub.name] = {"partitions": len(files), "rows": sum(pq.ParquetFile(f).metadata.num_rows for f in files)}
     return out
 
 
-def checkout(version: str) -> dict[str, Any]:
-    """Restore exactly the rows of data version ``version`` (from the cache, else the remote)."""
+def _store_summary(settings: Settings) -> dict[str, dict[str, int]]:
+    return _summary(settings.data_dir, (settings.landing_dir, settings.quarantine_dir))
+
+
+def checkout(version: str, *, to: Path | None = None, in_place: bool = False) -> dict[str, Any]:
+    """Restore exactly the files of data version ``version`` (from the cache, else the remote).
+
+    By default into a folder of its own, ``to`` (default ``<home>/checkouts/<md5>/``), laid out
+    as ``data/`` is (``<dataset>/<partition>.parquet``): ``data.dvc`` and ``data/`` are left as
+    they are. With ``in_place`` the live store itself (``data/`` and ``data.dvc``) is rewound.
+    """
     md5 = version.strip().lower().removesuffix(".dir")
-    if not MD5.match(md5):
+    if not MD5.fullmatch(md5):
         raise DataVersionError(f"{version!r} is not a data version (32 hex digits, the md5 in data.dvc)")
     settings = load_settings()
+    if in_place and to is not None:
+        raise LifelongError("give --to DIR or --in-place, not both")
+    target = None if in_place else Path(to or settings.home / "checkouts" / md5).absolute()
+    if target is not None and Path(os.path.realpath(target)).is_relative_to(os.path.realpath(settings.data_dir)):
+        raise LifelongError(f"--to {target}: not inside data/ (DVC versions everything there); choose another folder")
     with _store_lock(settings, f"data checkout {md5}"):
         dvcrepo.ensure(settings)
-        source = dvcrepo.restore(settings, md5)
-    _log_version(settings, {"data_version": md5, "checkout": True, "source": source})
-    return {"data_version": md5, "source": source, "datasets": _summary(settings)}
+        if target is None:
+            with contextlib.suppress(DataVersionError):  # a broken data.dvc is about to be replaced anyway
+                dvcrepo.heal(settings)
+            source = dvcrepo.restore(settings, md5)
+        else:
+            source = "cache" if dvcrepo.cached(settings, md5) else "remote"
+            files = dvcrepo.version_files(settings, md5, fetch=True)
+            if not exports.export(md5, files, target, tidy=target.parent == settings.home / "checkouts"):
+                source = "folder"
+    if target is None:
+        _log_version(settings, {"data_version": md5, "checkout": True, "source": source})
+        return {"data_version": md5, "source": source, "in_place": True, "datasets": _store_summary(settings)}
+    return {
+        "data_version": md5,
+        "source": source,
+        "in_place": False,
+        "restored_to": str(target),
+        "files": len(files),
+        "datasets": _summary(target),
+    }
 
 
 def status() -> dict[str, Any]:
@@ -164,7 +195,7 @@ def status() -> dict[str, Any]:
     settings = load_settings()
     log = settings.home / "data_versions.jsonl"
     recent = [json.loads(line) for line in log.read_text().splitlines()[-10:]] if log.exists() else []
-    datasets = _summary(settings) if settings.data_dir.is_dir() else {}
+    datasets = _store_summary(settings) if settings.data_dir.is_dir() else {}
     return {"data_version": current_version(), "datasets": datasets, "recent": recent}
 
 
