@@ -110,7 +110,11 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--model", help="with --model-version: restore the data that model version was trained on")
     q.add_argument("--model-version", help="a registered version of --model (its lineage names the data version)")
     where = q.add_mutually_exclusive_group()
-    where.add_argument("--to", metavar="DIR", help="where to restore it (default: .lifelong/checkouts/<md5>/)")
+    where.add_argument(
+        "--to",
+        metavar="DIR",
+        help="where to restore it (default: <home>/checkouts/<md5>/, home being $LIFELONG_HOME or .lifelong/)",
+    )
     where.add_argument("--in-place", action="store_true", help="rewind the live store (data/ and data.dvc) instead")
     q.add_argument("--yes", action="store_true", help="confirm --in-place")
     q.set_defaults(handler=_data_checkout)

@@ -108,7 +108,7 @@ def check_batch_file(dataset: str, file: Path | str, *, label: str | None = None
     label = label or dataset
     given = str(file)
     if "\x00" in given or not given.strip():
-        raise UnsafeBatchPath(f"{label}: refused {given!r}: not a file name; nothing was read")
+        raise UnsafeBatchPath(f"{label}: refused {given!r}: not a file name; nothing was read or copied")
     path = Path(given)
     if not path.is_absolute():  # a file of the landing folder, else one of the current directory
         here = settings.landing_dir / dataset / path
