@@ -28,7 +28,7 @@ project_env()
 _params = load_params()
 _classifiers = sorted(n for n, m in _params.models.items() if _params.dataset(m.dataset).kind == "classify")
 _tasks = sorted({t for m in _classifiers for t in _params.dataset(_params.models[m].dataset).tasks})
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # no path separators, no shell metacharacters
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(?![\s\S])"  # the whole value (a "$" lets "M1\n" in): no "/", no shell
 
 
 @dag(
@@ -55,8 +55,8 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # no path separators, no shell met
         "file": Param(
             None,
             type=["null", "string"],
-            pattern=r"^[^;&|`$<>]*$",
-            description="Landing file; default data/landing/<dataset>/<task>.parquet.",
+            pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}){0,7}(?![\s\S])",
+            description="A file of data/landing/<dataset>/ (its name, or a path below it without ..); default <task>.parquet.",
         ),
         "strategy": Param(
             "ewc+replay", type="string", enum=list(STRATEGIES), description="Continual-learning strategy."

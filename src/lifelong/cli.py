@@ -57,18 +57,23 @@ def _ingest(args: argparse.Namespace) -> Any:
 
 
 def _data_checkout(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
     from lifelong.data import store
 
+    if args.in_place and not args.yes:
+        raise LifelongError("--in-place rewinds data/ and data.dvc for every model: add --yes to confirm")
+    where = {"to": Path(args.to) if args.to else None, "in_place": args.in_place}
     if args.model_version is not None:
         from lifelong import registry
 
         if not args.model:
             raise LifelongError("--model-version needs --model NAME")
         version = registry.data_version_of(args.model, args.model_version)
-        return {"model": args.model, "model_version": args.model_version, **store.checkout(version)}
+        return {"model": args.model, "model_version": args.model_version, **store.checkout(version, **where)}
     if not args.version:
         raise LifelongError("give --version MD5, or --model NAME --model-version N")
-    return store.checkout(args.version)
+    return store.checkout(args.version, **where)
 
 
 def _data_status(args: argparse.Namespace) -> Any:
@@ -97,10 +102,21 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("data", help="the versioned data store")
     data = p.add_subparsers(dest="data_command", required=True)
-    q = data.add_parser("checkout", help="restore exactly the rows of a recorded data version")
+    q = data.add_parser(
+        "checkout",
+        help="restore exactly the files of a recorded data version into a folder (data/ and data.dvc untouched)",
+    )
     q.add_argument("--version", help="the data version (md5 in data.dvc, as ingest prints it)")
     q.add_argument("--model", help="with --model-version: restore the data that model version was trained on")
     q.add_argument("--model-version", help="a registered version of --model (its lineage names the data version)")
+    where = q.add_mutually_exclusive_group()
+    where.add_argument(
+        "--to",
+        metavar="DIR",
+        help="where to restore it (default: <home>/checkouts/<md5>/, home being $LIFELONG_HOME or .lifelong/)",
+    )
+    where.add_argument("--in-place", action="store_true", help="rewind the live store (data/ and data.dvc) instead")
+    q.add_argument("--yes", action="store_true", help="confirm --in-place")
     q.set_defaults(handler=_data_checkout)
     q = data.add_parser("status", help="the current data version and what the store holds")
     q.set_defaults(handler=_data_status)

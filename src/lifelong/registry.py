@@ -52,7 +52,7 @@ __all__ = [
 
 CHAMPION, PREVIOUS = "champion", "previous"
 STATE_DIR, MODEL_DIR = artifacts.STATE_DIR, artifacts.MODEL_DIR
-_SAFE = re.compile(r"^[A-Za-z0-9_.:/@+=-]{1,250}$")
+_SAFE = re.compile(r"[A-Za-z0-9_.:/@+=-]{1,250}")  # always fullmatch: "name\n" is not a name
 
 
 # --------------------------------------------------------------------------- lineage
@@ -160,8 +160,10 @@ def _experiment(client: MlflowClient, name: str) -> str:
 
 
 def _check(what: str, value: str) -> str:
-    if not _SAFE.match(value):
+    if not isinstance(value, str) or not _SAFE.fullmatch(value):
         raise RegistryError(f"{what} {value!r}: use letters, digits and _.:/@+=- only (at most 250)")
+    if value.startswith("/") or ".." in value.split("/"):
+        raise RegistryError(f"{what} {value!r}: no '..' path segment and no leading '/'")
     return value
 
 

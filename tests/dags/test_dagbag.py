@@ -67,13 +67,30 @@ def test_add_task_params_refuse_unknown_strategy(dagbag):
         dag.params.get_param("strategy").resolve(value="magic")
 
 
-@pytest.mark.parametrize("task", ["../../etc/passwd", "a;rm -rf /", "$(id)", "a b"])
+@pytest.mark.parametrize("task", ["../../etc/passwd", "a;rm -rf /", "$(id)", "a b", "M1\n", "M1\nM2"])
 def test_add_task_params_refuse_unsafe_task_names(dagbag, task):
     from airflow.sdk.definitions.param import ParamValidationError
 
     dag = dagbag.dags["lifelong_add_task"]
     with pytest.raises(ParamValidationError):
         dag.params.get_param("task").resolve(value=task)
+
+
+@pytest.mark.parametrize(
+    "file", ["/", "/proc/self/environ", "../../etc/passwd", "M1/../../x.csv", "./M1.csv", ".hidden", "M1.csv\n", "a;b"]
+)
+def test_add_task_file_param_is_a_path_under_the_landing_folder(dagbag, file):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    param = dagbag.dags["lifelong_add_task"].params.get_param("file")
+    with pytest.raises(ParamValidationError):
+        param.resolve(value=file)
+
+
+def test_add_task_file_param_accepts_landing_files(dagbag):
+    param = dagbag.dags["lifelong_add_task"].params.get_param("file")
+    for file in ("FordB.parquet", "2024/FordB_v2.csv", None):
+        assert param.resolve(value=file) == file
 
 
 def test_add_task_dag_runs_the_fisher_and_the_training_on_the_gpu_queue(dagbag):

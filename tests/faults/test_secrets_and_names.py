@@ -59,7 +59,7 @@ def test_no_secret_in_mlflow_params_tags_inputs_or_logs(base):
 
 BAD_TASKS = [
     "../../etc/passwd", "/etc/passwd", "..", ".", "M1/../../x", "M1; rm -rf ~", "$(touch pwned)", "`touch pwned`",
-    "M1 && touch pwned", "M1|id", "M1\nM2", "-rf", "", "M1\x00", "a" * 65,
+    "M1 && touch pwned", "M1|id", "M1\nM2", "M1\n", "-rf", "", "M1\x00", "a" * 65,
 ]  # fmt: skip
 
 
@@ -102,3 +102,21 @@ def test_unknown_models_and_strategies_are_refused(workspace: Path):
             call()
     assert not (workspace / ".lifelong" / "locks" / "model-..").exists()
     assert os.path.exists("/etc/passwd")
+
+
+@pytest.mark.parametrize("name", ["name\n", "a/../b", "..", "../x", "x/..", "/etc/passwd", "a\nb", "", "a b"])
+def test_registry_names_and_artifact_paths_are_matched_whole_and_never_climb(name: str):
+    """A trailing newline slips through ``re.match("^...$")``; '..' would climb out of a run's artifacts."""
+    from lifelong import registry
+    from lifelong.errors import RegistryError
+
+    with pytest.raises(RegistryError) as refused:
+        registry._check("artifact path", name)
+    assert "\n" not in str(refused.value)
+
+
+def test_registry_names_that_are_fine_stay_fine():
+    from lifelong import registry
+
+    for name in ("demand_forecaster", "eval/accuracy_matrix.json", "demo/daily/2012-01-03/ab12/cd34", "a..b", "v1.2"):
+        assert registry._check("artifact path", name) == name

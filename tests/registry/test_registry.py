@@ -275,8 +275,11 @@ def test_lineage_round_trip_to_the_restored_rows(store: Path, log) -> None:
     assert len(data_store.read_days("vic_elec", first, second)) == 2 * len(trained_on)
 
     tags = _client().get_model_version(MODEL, cand.version).tags
-    restored = data_store.checkout(tags["data_version"])
-    assert restored["data_version"] == tags["data_version"]
+    restored = data_store.checkout(tags["data_version"])  # into a folder of its own
+    assert restored["data_version"] == tags["data_version"] and restored["files"] == 1
+    kept = pandas.read_parquet(Path(restored["restored_to"]) / "vic_elec" / f"{first}.parquet")
+    pandas.testing.assert_frame_equal(kept, trained_on)
+    data_store.checkout(tags["data_version"], in_place=True)  # the live store rewound
     pandas.testing.assert_frame_equal(data_store.read_days("vic_elec", first, second), trained_on)
 
 
