@@ -78,5 +78,5 @@ def test_a_step_refuses_a_version_the_cache_does_not_hold(stored_days) -> None:
     from lifelong.data.dvcrepo import DataVersionError
     from lifelong.steps import daily
 
-    with pytest.raises(DataVersionError, match="not in the local DVC cache"):
+    with pytest.raises(DataVersionError, match="neither in the local cache nor in the remote"):
         daily.update(MODEL, THE_DAY + dt.timedelta(days=1), {"data_version": "0" * 32})

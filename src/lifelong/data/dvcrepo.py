@@ -31,7 +31,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -221,17 +221,56 @@ def record(settings: Settings) -> str:
     return recorded
 
 
-def _entries(cache: Any, md5: str) -> list[dict] | None:
+def _entries(object_path: Callable[[str], Path], md5: str) -> list[dict] | None:
     """The version's ``.dir`` manifest when the local cache holds it and every file it lists, else None."""
-    manifest = Path(cache.oid_to_path(f"{md5}.dir"))
+    manifest = object_path(f"{md5}.dir")
     if not manifest.is_file():
         return None
     try:
         entries = json.loads(manifest.read_text())
-        complete = all(Path(cache.oid_to_path(entry["md5"])).is_file() for entry in entries)
+        complete = all(object_path(entry["md5"]).is_file() for entry in entries)
     except (ValueError, KeyError, TypeError):
         return None
     return entries if complete else None
+
+
+def _files(md5: str, entries: list[dict], object_path: Callable[[str], Path]) -> dict[str, Path]:
+    """Manifest entries as ``relpath -> cached object``; a path that leaves ``data/`` is refused."""
+    files = {}
+    for entry in entries:
+        relpath = PurePosixPath(str(entry.get("relpath", "")))
+        if relpath.is_absolute() or not relpath.parts or any(part in ("..", ".") for part in relpath.parts):
+            raise DataVersionError(f"data version {md5}: its manifest lists an unsafe path {str(relpath)!r}")
+        files[relpath.as_posix()] = object_path(entry["md5"])
+    return files
+
+
+def cache_dir(settings: Settings) -> Path:
+    """The DVC cache folder: ``cache.dir`` of the repo's config (local config first), else ``.dvc/cache``."""
+    from configobj import ConfigObj
+
+    dvc_dir = settings.project_dir / ".dvc"
+    for name in ("config.local", "config"):
+        path = dvc_dir / name
+        if path.is_file():
+            found = ConfigObj(str(path)).get("cache", {}).get("dir")
+            if found:
+                return (dvc_dir / found).resolve()
+    return dvc_dir / "cache"
+
+
+def cached_version_files(settings: Settings, md5: str) -> dict[str, Path] | None:
+    """:func:`version_files` of a version complete in the local cache, without opening DVC; else None.
+
+    DVC 3 keeps an object at ``<cache>/files/md5/<first two hex digits>/<the rest>``.
+    """
+    root = cache_dir(settings) / "files" / "md5"
+
+    def object_path(oid: str) -> Path:
+        return root / oid[:2] / oid[2:]
+
+    entries = _entries(object_path, md5) if MD5.fullmatch(md5) else None
+    return None if entries is None else _files(md5, entries, object_path)
 
 
 def _fetch(repo: Any, md5: str) -> None:
@@ -246,8 +285,7 @@ def _fetch(repo: Any, md5: str) -> None:
 
 def cached(settings: Settings, md5: str) -> bool:
     """Whether the local cache holds every object of data version ``md5``."""
-    with _repo(settings, "status") as repo:
-        return _entries(repo.cache.local, md5) is not None
+    return cached_version_files(settings, md5) is not None
 
 
 def version_files(settings: Settings, md5: str, fetch: bool = True) -> dict[str, Path]:
@@ -261,23 +299,22 @@ def version_files(settings: Settings, md5: str, fetch: bool = True) -> dict[str,
     if not MD5.fullmatch(md5):
         raise DataVersionError(f"{md5!r} is not a data version (32 hex digits, the md5 in data.dvc)")
     with _repo(settings, "fetch") as repo:
-        cache = repo.cache.local
-        entries = _entries(cache, md5)
+        object_path = _object_path(repo)
+        entries = _entries(object_path, md5)
         if entries is None and fetch:
             _fetch(repo, md5)
-            entries = _entries(cache, md5)
+            entries = _entries(object_path, md5)
         if entries is None and fetch:
             remote = without_credentials(remote_url(settings))
             raise DataVersionError(f"data version {md5} is neither in the local cache nor in the remote {remote}")
         if entries is None:
             raise DataVersionError(f"data version {md5} is not complete in the local cache (not fetched)")
-        files = {}
-        for entry in entries:
-            relpath = PurePosixPath(str(entry.get("relpath", "")))
-            if relpath.is_absolute() or not relpath.parts or any(part in ("..", ".") for part in relpath.parts):
-                raise DataVersionError(f"data version {md5}: its manifest lists an unsafe path {str(relpath)!r}")
-            files[relpath.as_posix()] = Path(cache.oid_to_path(entry["md5"]))
-    return files
+        return _files(md5, entries, object_path)
+
+
+def _object_path(repo: Any) -> Callable[[str], Path]:
+    cache = repo.cache.local
+    return lambda oid: Path(cache.oid_to_path(oid))
 
 
 def _point_at(settings: Settings, md5: str) -> None:

@@ -7,13 +7,13 @@ while a run is under way records a new version and leaves these files alone, so 
 trained on exactly the rows its lineage names.
 
 The version's ``.dir`` manifest (a JSON list of ``{"md5", "relpath"}``) maps each partition to
-its object. Reading it costs one small file; DVC itself is not imported.
+its object. Reading it costs one small file; DVC itself is imported only when the version has to
+be fetched from the remote.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,6 @@ import pandas as pd
 from lifelong import locks
 from lifelong.config import DatasetSpec, Settings
 from lifelong.data import dvcrepo, schema
-from lifelong.data.dvcrepo import DataVersionError
 from lifelong.data.files import read_parquet
 from lifelong.data.landing import check_task_name
 from lifelong.errors import LifelongError
@@ -67,45 +66,12 @@ class Snapshot:
         return read_parquet(self.files[name])
 
 
-def cache_dir(settings: Settings) -> Path:
-    """The DVC cache folder: ``cache.dir`` of the repo's config (local config first), else ``.dvc/cache``."""
-    from configobj import ConfigObj
-
-    dvc_dir = settings.project_dir / ".dvc"
-    for name in ("config.local", "config"):
-        path = dvc_dir / name
-        if path.is_file():
-            found = ConfigObj(str(path)).get("cache", {}).get("dir")
-            if found:
-                return (dvc_dir / found).resolve()
-    return dvc_dir / "cache"
-
-
-def _object(cache: Path, md5: str) -> Path:
-    return cache / "files" / "md5" / md5[:2] / md5[2:]
-
-
 def open_version(settings: Settings, version: str) -> Snapshot:
-    """The snapshot of ``version`` from the local cache; a clear error when the cache lacks it."""
+    """The snapshot of ``version``: from the local cache, else fetched from the DVC remote (a worker
+    on another machine, or a cache that was cleared); a clear error when neither has it."""
     md5 = version.removesuffix(".dir")
-    cache = cache_dir(settings)
-    manifest = _object(cache, f"{md5}.dir")
-    if not manifest.is_file():
-        with locks.store_lock(settings.home, f"read data version {md5[:12]}"):
-            current = dvcrepo.version(settings)
-        where = "" if current == md5 else f" (the store holds {current})"
-        raise DataVersionError(
-            f"data version {md5} is not in the local DVC cache {cache}{where}: "
-            "restore it with `lifelong data checkout --version` first"
-        )
-    try:
-        entries = json.loads(manifest.read_text())
-        files = {entry["relpath"]: _object(cache, entry["md5"]) for entry in entries}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataVersionError(f"data version {md5}: unreadable DVC manifest {manifest} ({exc})") from None
-    missing = sorted(rel for rel, path in files.items() if not path.is_file())
-    if missing:
-        raise DataVersionError(
-            f"data version {md5}: {len(missing)} file(s) missing from the DVC cache, e.g. {missing[0]}"
-        )
+    files = dvcrepo.cached_version_files(settings, md5)
+    if files is None:
+        with locks.store_lock(settings.home, f"fetch data version {md5[:12]}"):
+            files = dvcrepo.version_files(settings, md5, fetch=True)
     return Snapshot(md5, files)

@@ -63,6 +63,8 @@ def reject(model: str, decision: DecisionResult, *, run_info: RunInfo | dict | N
 def rollback(
     model: str, *, to: str | None = None, reason: str, run_info: RunInfo | dict | None = None
 ) -> RegistryOutcome:
-    """Point ``champion`` back (default: at ``previous``) and record why."""
-    ctx = Context.of(model, run_info)
-    return registry.rollback(model, to=to, trigger=ctx.run.trigger, reason=reason)
+    """Point ``champion`` back (default: at ``previous``) and record why.
+
+    Any registered model can be rolled back, also one no longer declared in params.yaml.
+    """
+    return registry.rollback(model, to=to, trigger=RunInfo.of(run_info).trigger, reason=reason)
