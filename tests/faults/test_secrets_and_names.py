@@ -38,7 +38,8 @@ def test_no_secret_in_mlflow_params_tags_inputs_or_logs(base):
     """A day decided with credentials everywhere in the environment leaves none of them behind."""
     project = base.fresh()
     the_day = kit.day(4)
-    kit.ok(kit.run(project, "lifelong.steps.daily:validate_ingest", kit.MODEL, the_day, env=SECRETS))  # the real (local) remote
+    # the day stored with the real (local) remote
+    kit.ok(kit.run(project, "lifelong.steps.daily:validate_ingest", kit.MODEL, the_day, env=SECRETS))
     # the rest of the day with a remote that carries a password (the update logs the data's DVC location)
     env = {**SECRETS, "LIFELONG_DVC_REMOTE": CREDENTIALED_REMOTE}
     decided = kit.run(project, "_faults_kit:decide_day", kit.MODEL, the_day, env=env)
