@@ -146,7 +146,7 @@ def forecast_in_units(model: nn.Module, x: Tensor, y: Tensor, scale: tuple[float
     return predict(model, x) * std + mean, y.reshape(x.shape[0], -1) * std + mean
 
 
-def forecast_scores(model: nn.Module, x: Tensor, y: Tensor, scale: tuple[float, float]) -> dict[str, float]:
+def model_forecast_errors(model: nn.Module, x: Tensor, y: Tensor, scale: tuple[float, float]) -> dict[str, float]:
     """:func:`forecast_errors` of ``model`` on ``(x, y)`` in the target's units."""
     return forecast_errors(*forecast_in_units(model, x, y, scale))
 

@@ -51,7 +51,7 @@ def validate_ingest(
 def forecast_scores(state: LearnerState, x: Any, y: Any) -> Scores:
     """MAE, RMSE and sMAPE of ``state``'s model in the target's units."""
     assert state.stats is not None, "a forecaster's state carries its normalisation statistics"
-    return metrics.forecast_scores(state.model, x, y, windows.target_scale(state.stats))
+    return metrics.model_forecast_errors(state.model, x, y, windows.target_scale(state.stats))
 
 
 def check_drift(
