@@ -64,7 +64,8 @@ def render(facts: CardFacts) -> str:
     - replaced: v4
     """
     lines = [f"**{facts.model} v{facts.version}**" + (f" ({facts.kind})" if facts.kind else "")]
-    data = f"- data: {facts.dataset or 'n/a'}, trained on {_days(facts.train_days)}"
+    trained = _days(facts.train_days) if facts.train_days or not facts.tasks else f"task {facts.tasks[-1]}"
+    data = f"- data: {facts.dataset or 'n/a'}, trained on {trained}"
     lines.append(data + (f"; data version {facts.data_version[:12]}" if facts.data_version else ""))
     lines.append(f"- task(s): {', '.join(facts.tasks) or 'n/a'}; strategy: {facts.strategy or 'n/a'}")
     if facts.status:

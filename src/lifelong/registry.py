@@ -580,7 +580,8 @@ def rollback(
     client.set_model_version_tag(model_name, current, "rolled_back_reason", reason[:5000])
     previous = fallback(model_name, target)
     if previous is None:
-        client.delete_registered_model_alias(model_name, PREVIOUS)
+        if _alias(client, model_name, PREVIOUS) is not None:
+            client.delete_registered_model_alias(model_name, PREVIOUS)
     else:
         client.set_registered_model_alias(model_name, PREVIOUS, previous)
     event = _audit(
