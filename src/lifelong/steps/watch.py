@@ -67,7 +67,7 @@ def watch(
         "champion_score": mine, "shadow_score": theirs, "excess_pct": round(excess, 3), "streak": streak,
     }  # fmt: skip
     if worse and streak >= spec.days:
-        result["rollback"] = _roll_back(ctx, day, result, yesterday)
+        result["rollback"] = _roll_back(ctx, day, result)
         result["status"] = "rolled_back"
     registry.record_watch(
         model,
@@ -125,7 +125,7 @@ def _run_of(model: str, version: str) -> str | None:
     return registry.version_record(model, version)["tags"].get("run_id")
 
 
-def _roll_back(ctx: Context, day: date, result: dict[str, Any], yesterday: dict[str, str] | None) -> dict:
+def _roll_back(ctx: Context, day: date, result: dict[str, Any]) -> dict:
     """Move ``champion`` back to the shadow, with the streak's figures in the audit event and the alert."""
     spec = ctx.spec.rollback
     champion, shadow, metric = result["champion"], result["shadow"], spec.metric
