@@ -11,10 +11,12 @@ catch-up, one run at a time, in date order.
 | `update` | Test-then-train: the champion is updated on the previous day (plus replay), on the `gpu` queue, in the model's one-slot pool. Logged to MLflow as a candidate version. |
 | `evaluate` | Candidate and champion scored on the new day and on the retention set. |
 | `gate` | Promote only if no metric regresses past its tolerance in `params.yaml`. |
-| `promote` / `reject` | Move the `champion` alias (keeping `previous`), or tag the candidate rejected with the reason. |
+| `promote` / `reject` | Move the `champion` alias (keeping `previous`), or tag the candidate rejected with the reason. Either writes the version's model card (its MLflow description). |
+| `watch` | After either (or a skipped update), never on a quarantined day: the champion and the version before it (in shadow) scored on the new day; after `rollback.days` consecutive days worse by more than `rollback.tolerance_pct`, `champion` moves back automatically (audit `trigger=auto:...`, the demoted version tagged `rolled_back`, an alert). |
 | `report` | Always runs: the day's summary under `.lifelong/reports/<model>/daily/`. |
 
-Nothing here holds logic: every task is one call into `lifelong.steps`.
+Nothing here holds logic: every task is one call into `lifelong.steps`. Quarantine, rejection, severe
+drift, an automatic rollback and a task's final failure send an alert when `LIFELONG_ALERT_WEBHOOK` is set.
 """
 
 from __future__ import annotations
@@ -69,11 +71,17 @@ def daily_dag(model: str, dataset: str, start: str, end: str | None):
             ctx = get_current_context()
             return call("daily.evaluate", model, ctx["ds"], candidate, context=ctx)
 
+        # after promote or reject, or a skipped update; not after a failure upstream (a quarantined day)
+        @task(pool=pool, trigger_rule="none_failed")
+        def watch(ingest: dict) -> dict:
+            ctx = get_current_context()
+            return call("watch.watch", model, ctx["ds"], ingest, context=ctx)
+
         @task(trigger_rule="all_done", retries=0)
         def report() -> dict:
             ctx = get_current_context()
             ti = ctx["ti"]
-            names = ["validate_ingest", "check_drift", "update", "evaluate", "promote", "reject"]
+            names = ["validate_ingest", "check_drift", "update", "evaluate", "promote", "reject", "watch"]
             results = {name: ti.xcom_pull(task_ids=name) for name in names}
             results["gate"] = ti.xcom_pull(task_ids="gate", key="decision")
             return call("daily.report", model, ctx["ds"], results, context=ctx)
@@ -81,7 +89,9 @@ def daily_dag(model: str, dataset: str, start: str, end: str | None):
         ingest = validate_ingest()
         evaluation = evaluate(update(ingest, check_drift(ingest)))
         outcome = gate_then_promote_or_reject(evaluation, model_of=lambda _: model, pool=pool, outlets=[model_asset])
-        outcome >> report()
+        watched = watch(ingest)
+        outcome >> watched
+        [*outcome, watched] >> report()
 
     return lifelong_daily()
 

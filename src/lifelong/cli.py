@@ -130,9 +130,13 @@ def _add_registry_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("history", help="every promotion, rejection and rollback of a model, oldest first")
     p.add_argument("model", help="registered model name (as in params.yaml)")
     p.set_defaults(handler=_history)
-    p = sub.add_parser("rollback", help="point the champion alias back (default: at the previous champion)")
+    p = sub.add_parser(
+        "rollback",
+        help="point the champion alias back (default: the newest older version that served and was never "
+        "rolled back, from the audit history); the version rolled away from is tagged rolled_back",
+    )
     p.add_argument("model", help="registered model name (as in params.yaml)")
-    p.add_argument("--to", metavar="VERSION", help="the version to serve (default: the `previous` alias)")
+    p.add_argument("--to", metavar="VERSION", help="the version to serve (an approved one, never a rolled_back one)")
     p.add_argument("--reason", default="manual rollback", help="why; recorded in the audit history")
     p.set_defaults(handler=_rollback)
 

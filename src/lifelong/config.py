@@ -146,6 +146,22 @@ class GateSpec:
 
 
 @dataclass(frozen=True)
+class RollbackSpec:
+    """Automatic rollback (the daily ``watch`` step): off unless ``enabled``.
+
+    Each day the serving champion and the version before it (in shadow) are scored on the new
+    day; when the champion's ``metric`` is worse than the shadow's by more than ``tolerance_pct``
+    on ``days`` consecutive days, ``champion`` moves back to the shadow. The metric is an error
+    (lower is better).
+    """
+
+    enabled: bool = False
+    tolerance_pct: float = 5.0
+    days: int = 3
+    metric: str = "mae"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     dataset: str
@@ -153,6 +169,7 @@ class ModelSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
     strategy: StrategySpec = field(default_factory=StrategySpec)
     gate: GateSpec = field(default_factory=GateSpec)
+    rollback: RollbackSpec = field(default_factory=RollbackSpec)
     # forecasters: how many days of history feed the first training
     warmup_days: int = 7
     # the daily DAG's schedule window (ISO dates); catch-up runs every missed day in order

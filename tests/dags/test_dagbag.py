@@ -56,6 +56,17 @@ def test_daily_dag_shape(dagbag):
     assert dag.get_task("validate_ingest").outlets
 
 
+def test_daily_dag_watches_after_either_decision_and_alerts_on_final_failure(dagbag):
+    dag = dagbag.dags["lifelong_daily__demand_forecaster"]
+    watch = dag.get_task("watch")
+    assert watch.upstream_task_ids == {"validate_ingest", "promote", "reject"}
+    assert watch.trigger_rule == "none_failed"  # after promote or reject or a skip; not after a quarantine
+    assert watch.pool == "lifelong__demand_forecaster"
+    assert "watch" in dag.get_task("report").upstream_task_ids
+    for task in dag.tasks:
+        assert task.on_failure_callback, task.task_id
+
+
 def test_add_task_params_refuse_unknown_strategy(dagbag):
     from airflow.sdk.definitions.param import ParamValidationError
 

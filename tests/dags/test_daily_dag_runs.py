@@ -121,6 +121,6 @@ def test_poisoned_day_is_rejected_by_the_gate(world):
     tasks = world["results"][str(world["after_poison"])]["tasks"]  # trains on the poisoned day
     assert tasks["update"] == "success"
     assert tasks["reject"] == "success" and tasks["promote"] == "skipped"
-    events = registry.history(MODEL)
+    events = [e for e in registry.history(MODEL) if e["event"] != "rollback"]  # the watch may act after the gate
     assert events[-1]["event"] == "reject"
     assert "mae" in events[-1]["reason"]

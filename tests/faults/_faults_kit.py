@@ -393,6 +393,7 @@ def assert_audit_consistent(info: dict, *, lagging: bool = False) -> None:
     """The audit log replays to the current champion: each event starts from the champion before it."""
     current: str | None = None
     promoted: set[str] = set()
+    demoted = {e["from"] for e in info["audit"] if e["event"] == "rollback"}  # tagged rolled_back since
     for event in info["audit"]:
         version = event["version"]
         if event["event"] in ("promote", "rollback"):
@@ -401,7 +402,9 @@ def assert_audit_consistent(info: dict, *, lagging: bool = False) -> None:
                 assert version not in promoted, f"v{version} promoted twice: {info['audit']}"
                 promoted.add(version)
             tags = info["versions"][version]
-            assert tags["artifacts_complete"] == "true" and tags["validation_status"] == "approved", (event, tags)
+            status = tags["validation_status"]
+            ok = status == "approved" or (status == "rolled_back" and version in demoted)
+            assert tags["artifacts_complete"] == "true" and ok, (event, tags)
             current = version
         else:
             assert event["from"] == current and version != current, f"{event} (champion {current})"

@@ -10,6 +10,9 @@ runs, never when the DAG file is parsed. Errors map to Airflow outcomes:
   dependants, while the ``report`` task still runs;
 * anything else (a store unreachable, a worker killed) raises, and Airflow retries
   with backoff.
+
+A refused batch (quarantine) and a task's final failure (no retry left) also send an alert
+(:mod:`lifelong.notify`; off unless ``LIFELONG_ALERT_WEBHOOK`` is set).
 """
 
 from __future__ import annotations
@@ -70,12 +73,60 @@ def call(step: str, *args: Any, context: Mapping[str, Any], **kwargs: Any) -> An
     except NotReady as exc:
         raise AirflowSkipException(str(exc)) from None
     except (RefusedBatch, ConfigError, StateError) as exc:
+        if isinstance(exc, RefusedBatch):
+            _alert_quarantine(args[0] if args else None, info, exc)
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from None
     except Exception as exc:
         unreachable = service_unavailable(exc, try_number=info["try_number"], retries=_retries(context))
         if unreachable is None:
             raise
         raise unreachable from exc
+
+
+def _alert_quarantine(model: Any, info: dict, exc: Exception) -> None:
+    from lifelong import notify
+
+    notify.alert(
+        "quarantine", model=str(model) if model else None, date=info.get("logical_date"), reason=str(exc),
+        dag_run=notify.run_label(info),
+    )  # fmt: skip
+
+
+def _model_of(context: Mapping[str, Any]) -> str | None:
+    dag_run = context.get("dag_run")
+    dag_id = getattr(dag_run, "dag_id", None) or getattr(context.get("ti"), "dag_id", None) or ""
+    if dag_id.startswith("lifelong_daily__"):
+        return dag_id.partition("__")[2]
+    conf = getattr(dag_run, "conf", None) or {}
+    params = context.get("params") or {}
+    return conf.get("model") or params.get("model")
+
+
+def on_final_failure(context: Mapping[str, Any]) -> None:
+    """``on_failure_callback`` of every lifelong task: an alert when a task failed for good.
+
+    Airflow calls it only once no retry is left (a retry calls ``on_retry_callback``); a refused
+    batch was alerted as a quarantine already, so it is not alerted twice. Never raises.
+    """
+    from lifelong import notify
+
+    try:
+        exc = context.get("exception")
+        text = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc or "failed")
+        if "RefusedBatch" in text:
+            return
+        info = run_info(context)
+        task_id = getattr(context.get("ti"), "task_id", None)
+        retries = _retries(context)
+        notify.alert(
+            "task_failed", model=_model_of(context), date=info.get("logical_date"), reason=f"{task_id}: {text}",
+            figures={"task": task_id, "try_number": info.get("try_number"), "retries": retries},
+            dag_run=notify.run_label(info),
+        )  # fmt: skip
+    except Exception:  # noqa: BLE001 - a callback never fails anything
+        import logging
+
+        logging.getLogger("lifelong.notify").exception("on_failure_callback")
 
 
 def _retries(context: Mapping[str, Any]) -> int | None:
@@ -139,7 +190,8 @@ def service_unavailable(exc: BaseException, try_number: int | None = None, retri
 
 
 def default_args() -> dict[str, Any]:
-    """``retries``, ``retry_delay`` and backoff of every lifelong task, from ``params.yaml``'s ``retry``."""
+    """``retries``, ``retry_delay`` and backoff of every lifelong task, from ``params.yaml``'s ``retry``,
+    and the alert on a task's final failure."""
     from datetime import timedelta
 
     from lifelong.config import load_params
@@ -150,4 +202,5 @@ def default_args() -> dict[str, Any]:
         "retry_delay": timedelta(seconds=retry.delay_s),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(seconds=retry.max_delay_s),
+        "on_failure_callback": on_final_failure,
     }

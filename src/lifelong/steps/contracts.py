@@ -136,3 +136,27 @@ class ReportResult(TypedDict, total=False):
     champion: str | None
     written_at: str
     path: str
+
+
+class WatchResult(TypedDict):
+    """``watch``: the serving champion against the version before it (in shadow) on the new day.
+
+    ``status``: disabled | no_champion | no_shadow | ok | worse | rolled_back. ``streak`` counts
+    the consecutive days (this one included) the champion was worse than ``shadow`` by more than
+    the tolerance; at ``days`` the champion is rolled back to ``shadow`` (``rollback``).
+    """
+
+    model: str
+    date: str
+    data_version: str
+    status: str
+    metric: str
+    champion: str | None
+    shadow: str | None
+    champion_score: float | None
+    shadow_score: float | None
+    excess_pct: float | None
+    tolerance_pct: float
+    streak: int
+    days: int
+    rollback: RegistryOutcome | None

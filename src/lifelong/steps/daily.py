@@ -18,7 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from lifelong import drift, faults, plots, registry
+from lifelong import drift, faults, notify, plots, registry
 from lifelong.config import params_hash, to_jsonable
 from lifelong.data import store, windows
 from lifelong.data.files import write_atomic
@@ -96,6 +96,8 @@ def check_drift(
         drift.plot(report, reference, current).savefig(plot, dpi=80)
     if report.decision == "severe":
         ctx.progress(f"severe drift on {day}: {'; '.join(report.reasons)} -- a task addition may be due")
+        notify.alert("severe_drift", model=model, date=str(day), reason="; ".join(report.reasons),
+                     figures={"report": str(path)}, dag_run=notify.run_label(ctx.run))  # fmt: skip
     return DriftResult(  # type: ignore[typeddict-item]
         **base, decision=body["decision"], reasons=body["reasons"], features=body["features"], error=body["error"],
         report_path=str(path), plot_path=None if report.decision == "none" else str(plot),

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from lifelong import locks, registry
+from lifelong import locks, notify, registry
 from lifelong.config import load_params, load_settings
 from lifelong.data import store
-from lifelong.steps import daily, decide, tasks
+from lifelong.errors import RefusedBatch
+from lifelong.steps import daily, decide, tasks, watch
 from lifelong.steps.context import Context, NotReady, RunInfo, current_user
 
 
@@ -30,19 +31,32 @@ def _decide(model: str, evaluation: Any, run: RunInfo) -> dict[str, Any]:
 
 
 def run_day(model: str, logical_date: str | date, *, file: str | None = None) -> dict[str, Any]:
-    """Every step of the daily DAG, in order (the data version of the day's ingest travels)."""
+    """Every step of the daily DAG, in order (the data version of the day's ingest travels).
+
+    ``watch`` runs once the day is stored, whether a candidate was trained or not (as in the DAG,
+    where it follows promote / reject and a skipped update); never on a quarantined day.
+    """
     run = RunInfo(user=current_user())
     ctx = Context.of(model, run)  # an unknown model is refused before its name becomes part of a path
     results: dict[str, Any] = {}
     with _model_lock(ctx, f"run_day {model} {logical_date}"):
         try:
-            ingest = results["validate_ingest"] = daily.validate_ingest(model, logical_date, file=file, run_info=run)
-            drift = results["check_drift"] = daily.check_drift(model, logical_date, ingest, run_info=run)
-            candidate = results["update"] = daily.update(model, logical_date, ingest, drift=drift, run_info=run)
-            evaluation = results["evaluate"] = daily.evaluate(model, logical_date, candidate, run_info=run)
-            results.update(_decide(model, evaluation, run))
+            try:
+                ingest = daily.validate_ingest(model, logical_date, file=file, run_info=run)
+            except RefusedBatch as exc:
+                notify.alert("quarantine", model=model, date=str(logical_date), reason=str(exc))
+                raise
+            results["validate_ingest"] = ingest
+            try:
+                drift = results["check_drift"] = daily.check_drift(model, logical_date, ingest, run_info=run)
+                candidate = results["update"] = daily.update(model, logical_date, ingest, drift=drift, run_info=run)
+                evaluation = results["evaluate"] = daily.evaluate(model, logical_date, candidate, run_info=run)
+                results.update(_decide(model, evaluation, run))
+            except NotReady as exc:
+                results["skipped"] = str(exc)
+            results["watch"] = watch.watch(model, logical_date, ingest, run_info=run)
         except NotReady as exc:
-            results["skipped"] = str(exc)
+            results.setdefault("skipped", str(exc))
         finally:
             daily.report(model, logical_date, results, run_info=run)
     return results

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lifelong import faults, plots, registry
+from lifelong import faults, notify, plots, registry
 from lifelong.config import STRATEGIES, ConfigError, ModelSpec, params_hash, to_jsonable
 from lifelong.data import store
 from lifelong.errors import LifelongError
@@ -111,6 +111,11 @@ def consolidate(
         metrics={"consolidate_s": duration, "fisher_samples": float(len(x))},
         plots={"fisher_per_layer": plots.fisher_magnitude(state.fisher)} if state.fisher else {},
     )
+    notify.alert(
+        "consolidate", model=model, version=champion, reason=f"{previous} consolidated before learning {task}",
+        figures={"fisher_task": previous, "task": task, "run_id": run_id, "duration_s": round(duration, 3)},
+        dag_run=notify.run_label(ctx.run),
+    )  # fmt: skip
     return ConsolidationResult(  # type: ignore[typeddict-item]
         **base, champion=champion, consolidated=True, fisher_task=previous, run_id=run_id,
         duration_s=round(duration, 3),
