@@ -8,10 +8,7 @@ from pathlib import Path
 
 import pytest
 from _project import project_with
-
-MODEL, DATASET = "demand_forecaster", "vic_elec"
-FIRST_DAY = dt.date(2012, 3, 1)
-WARMUP_DAYS = 3  # the windows of a day need 3 days of history
+from _steps_kit import DATASET, FIRST_DAY, MODEL, WARMUP_DAYS
 
 
 def _small(raw: dict) -> None:

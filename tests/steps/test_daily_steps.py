@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import DATASET, FIRST_DAY, MODEL, WARMUP_DAYS
+from _steps_kit import DATASET, FIRST_DAY, MODEL, WARMUP_DAYS
 
 THE_DAY = FIRST_DAY + dt.timedelta(days=WARMUP_DAYS)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from _project import project_with
+from _steps_kit import DATASET, FIRST_DAY, MODEL, WARMUP_DAYS
 from _webhook import Webhook, closed_port_url
-from conftest import DATASET, FIRST_DAY, MODEL, WARMUP_DAYS
 
 DAYS = [FIRST_DAY + dt.timedelta(days=i) for i in range(WARMUP_DAYS + 4)]
 THE_DAY = DAYS[WARMUP_DAYS]  # the first day with a champion to watch
