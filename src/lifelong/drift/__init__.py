@@ -80,7 +80,10 @@ def check(
     ``error_z_severe``; ``drift`` if any feature drifted, the score reaches
     ``error_z_drift`` or the error has risen steadily (Page-Hinkley); otherwise ``none``.
     ``reasons`` says which evidence fired; ``calibration`` how the thresholds were set.
-    Pass ``day_column`` when rows are a time series grouped in days.
+    Pass ``day_column`` when rows are a time series grouped in days: without it the rows are
+    tested as rows, and 48 half-hours of a Saturday against a fortnight's rows look like drift
+    every week. A data set without a date column can name its rows' days with
+    ``lifelong.data.schema.row_dates`` (the local day of each timestamp).
 
     Examples
     --------
