@@ -192,6 +192,22 @@ class DriftSpec:
     psi_epsilon: float = 0.0001
     # fewest past errors of the champion before its error on the new day is judged
     error_min_history: int = 3
+    # How a day with a day column is tested (``lifelong.drift``): "days" compares the day's
+    # profile with similar reference days and calibrates the threshold on the reference days
+    # themselves; "rows" is the row-level KS / PSI (always used without a day column).
+    method: Literal["days", "rows"] = "days"
+    # "days": the level of each feature's test (Bonferroni over features); a drifted feature is
+    # severe from this distance (a multiple of the reference days' median) when it drifted on
+    # the severe_days - 1 days before too; the fewest reference days to calibrate on; which
+    # reference days a day is compared with
+    day_alpha: float = 0.01
+    severe_ratio: float = 3.0
+    severe_days: int = 2
+    min_reference_days: int = 7
+    similar_days: Literal["auto", "weekday", "daytype", "all"] = "auto"
+    # Page-Hinkley on the champion's log error (robust sd units): allowed slack and alarm level
+    error_ph_delta: float = 0.5
+    error_ph_lambda: float = 6.0
 
 
 @dataclass(frozen=True)
