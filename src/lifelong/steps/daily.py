@@ -20,7 +20,7 @@ from typing import Any
 
 from lifelong import drift, faults, notify, plots, registry
 from lifelong.config import params_hash, to_jsonable
-from lifelong.data import store, windows
+from lifelong.data import schema, store, windows
 from lifelong.data.files import write_atomic
 from lifelong.data.snapshot import Snapshot
 from lifelong.learn import metrics, train
@@ -74,7 +74,10 @@ def check_drift(
             **base, decision="none", reasons=["no reference window yet"], features=[], error=None,
             report_path=None, plot_path=None,
         )  # fmt: skip
-    # the rows of one day are not independent: the day column lets the tests count them as fewer
+    # the tests compare whole days (a day's rows are not independent): every row gets its local day,
+    # from the data set's date column or, for a block without one, from its timestamp
+    day_column = "__day"
+    reference, current = (f.assign(**{day_column: schema.row_dates(ds, f).to_numpy()}) for f in (reference, current))
     report = drift.check(
         reference,
         current,
@@ -82,7 +85,7 @@ def check_drift(
         spec,
         current_error=error,
         recent_errors=recent,
-        day_column=ds.date_column,
+        day_column=day_column,
     )
     out_dir = ctx.settings.reports_dir / model / "drift"
     out_dir.mkdir(parents=True, exist_ok=True)
