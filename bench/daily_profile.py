@@ -51,7 +51,7 @@ MODEL = "demand_forecaster"
 DAG_ID = f"lifelong_daily__{MODEL}"
 STEPS = {  # step -> its module in lifelong.steps
     "validate_ingest": "daily", "check_drift": "daily", "update": "daily", "evaluate": "daily",
-    "gate": "decide", "promote": "decide", "reject": "decide", "report": "daily",
+    "gate": "decide", "promote": "decide", "reject": "decide", "watch": "watch", "report": "daily",
 }  # fmt: skip
 COMPONENTS: dict[str, list[tuple[str, str]]] = {
     "GX validation": [("lifelong.data.validate", "validate")],
