@@ -171,7 +171,7 @@ def walk(cfg: Config, spec: ModelSpec, ds: DatasetSpec, frame: pd.DataFrame, arm
         if scored:
             stamps = part[ds.timestamp]
             rows = (stamps >= schema.day_start(ds, today)) & (stamps < schema.day_start(ds, today + timedelta(days=1)))
-            true = torch.from_numpy(part.loc[rows, ds.target].to_numpy(dtype="float64"))
+            true = torch.tensor(part.loc[rows, ds.target].to_numpy(dtype="float64"))
             for name, pred in scored.items():
                 out.record(name, k, pred, true)
             for name in NAIVE:

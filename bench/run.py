@@ -74,6 +74,7 @@ def _module(name: str) -> Callable[[bool], Report]:
 
 # in the order of RESULTS.md; the Airflow profile runs first, before this process has trained anything
 BENCHES: dict[str, Callable[[bool], Report]] = {
+    "day_ahead": _module("day_ahead"),
     "daily_vs_retrain": _module("daily_vs_retrain"),
     "daily_profile": _module("daily_profile"),
     "task_addition": _module("task_addition"),
@@ -84,7 +85,8 @@ BENCHES: dict[str, Callable[[bool], Report]] = {
     "gpu": _module("gpu"),
 }
 RUN_ORDER = (
-    "daily_profile", "daily_vs_retrain", "task_addition", "state_size", "fisher", "gpu", "cl_permuted", "cl_split"
+    "daily_profile", "day_ahead", "daily_vs_retrain", "task_addition", "state_size", "fisher", "gpu", "cl_permuted",
+    "cl_split",
 )  # fmt: skip
 
 
