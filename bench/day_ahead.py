@@ -26,6 +26,7 @@ Usage: ``python -m bench.day_ahead [--quick] [--days N] [--types cnn_dayahead,cn
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import multiprocessing
 import statistics
@@ -198,8 +199,9 @@ def _walk_job(cfg: Config, kind: str, arms: tuple[str, ...], log: bool) -> Walk:
 def walks(cfg: Config, types: tuple[str, ...], log: bool) -> dict[str, Walk]:
     """The main type's three arms and the other types' incremental arm, in parallel processes.
 
-    Every arm is timed in a process of its own with one torch thread; the update and retrain times
-    compared are measured in processes that run side by side, so they share the machine alike.
+    Each arm runs in a process of its own with one torch thread; the arms finish at different times,
+    so their update and retrain times are measured under different loads (the cost table is indicative;
+    the cost target is measured back to back in one process, :func:`cost_at`).
     """
     jobs = [(types[0], ("incremental", "frozen")), (types[0], ("retrain",))]
     jobs += [(kind, ("incremental",)) for kind in types[1:]]
@@ -211,6 +213,20 @@ def walks(cfg: Config, types: tuple[str, ...], log: bool) -> dict[str, Walk]:
     main.abs_err["retrain"], main.pct_err["retrain"] = retrain.abs_err["retrain"], retrain.pct_err["retrain"]
     main.retrain_s, main.retrain_samples = retrain.retrain_s, retrain.retrain_samples
     return {types[0]: main, **{kind: w for (kind, _), w in zip(jobs[2:], results[2:], strict=True)}}
+
+
+def cost_at(cfg: Config, spec: ModelSpec, ds: DatasetSpec, frame: pd.DataFrame, k: int) -> tuple[float, float, int]:
+    """Back to back in this process: a retrain on the days before day ``k`` (stats refitted), then the
+    median of 7 updates of copies of that model on day ``k`` (with replay). Returns seconds, seconds, samples."""
+    start = date.fromisoformat(spec.start_date)
+    days = [start + timedelta(days=i) for i in range(k + 1)]
+    dates = schema.row_dates(ds, frame)
+    stats = windows.fit_stats(frame_of(frame, dates, days[0], days[k - 1]), ds)
+    x, y = samples(frame, dates, ds, spec, stats, days[:k])
+    state, retrain_s = train_fresh(spec, spec.train, x, y)
+    xd, yd = samples(frame, dates, ds, spec, stats, [days[k]])
+    updates = [update(copy.deepcopy(state), spec, xd, yd) for _ in range(7)]
+    return retrain_s, statistics.median(updates), len(x)
 
 
 def _update_median(w: Walk, upto: int) -> float:
@@ -276,9 +292,9 @@ def bench(
          f"{v.mase('incremental', judged):.3f}", f"{_update_median(v, cfg.days - 1) * 1000:.0f}"]
         for kind, v in variants.items()
     ]  # fmt: skip
-    last = max(w.retrain_s)
-    update_s = _update_median(w, last)
-    ratio = w.retrain_s[last] / update_s
+    frame = sources.load_source(ds)
+    retrain_s, update_s, retrain_n = cost_at(cfg, spec, ds, frame, cfg.days - 1)
+    ratio = retrain_s / update_s
     cost_rows = [
         [str(start + timedelta(days=k)), k + 1, w.retrain_samples[k], f"{w.retrain_s[k]:.2f}",
          f"{_update_median(w, k):.3f}", f"{w.retrain_s[k] / _update_median(w, k):.0f}x"]
@@ -306,8 +322,12 @@ def bench(
             "",
             md_table(["type", "MAE (MW)", "MAPE (%)", "MASE", "update (ms)"], arch_rows),
             "",
-            "Cost of keeping the model current (wall time of `LearnerState.new`+`fit` on all days to date, vs "
-            "`fit` of the daily update on day D with replay; update time = median of the 7 latest updates):",
+            f"Cost at day {cfg.days}, back to back in one process: a retrain (`LearnerState.new`+`fit` on the "
+            f"{retrain_n} samples of all days to date) {retrain_s:.2f} s; the daily update of that model on the "
+            f"day's samples with replay (`fit`, median of 7) {update_s * 1000:.0f} ms: **{ratio:.0f}x**.",
+            "",
+            "Cost along the year, as the arms ran (in parallel processes, so under different loads: indicative; "
+            "update time = median of the 7 latest updates of the incremental arm):",
             "",
             md_table(["day", "day #", "retrain samples", "retrain (s)", "update (s)", "retrain / update"], cost_rows),
             "",
@@ -321,8 +341,8 @@ def bench(
         Target("incremental within 3% of the weekly retrain", vs_retrain <= 3.0,
                f"{w.mae('incremental', judged):.1f} vs {w.mae('retrain', judged):.1f} MW: {vs_retrain:+.1f}%"),
         Target(f"day-{cfg.days} update >= 50x cheaper than a retrain", ratio >= 50,
-               f"{ratio:.0f}x: retrain {w.retrain_s[last]:.2f} s on {w.retrain_samples[last]} samples, update "
-               f"{update_s * 1000:.0f} ms" + ("; quick settings: the target is set for day 365" if quick else "")),
+               f"{ratio:.0f}x: retrain {retrain_s:.2f} s on {retrain_n} samples, update {update_s * 1000:.0f} ms, "
+               "back to back in one process" + ("; quick settings: the target is set for day 365" if quick else "")),
     )  # fmt: skip
     settings = (
         f"{'QUICK' if quick else 'FULL'}: {cfg.days} days of vic_elec from {start}, `{main_kind}` "
