@@ -7,6 +7,13 @@ Windows never span a gap in the timestamps (a missing day), so every sample is r
 With ``targets_in=day`` only the windows whose *last* target step falls on that local day
 are kept: each new day yields one sample per row of the day (48; 46 or 50 on daylight-saving days).
 
+*Day-ahead* (the ``cnn_dayahead`` models): :func:`forecast_samples` gives a training sample per
+forecast origin, :func:`day_ahead_sample` the forecast of local day D issued at its midnight (from
+the data up to the end of D-1, targets D's 46/48/50 rows), :func:`day_ahead_naive` the persistence,
+daily and weekly seasonal naive forecasts of the same targets; the layout of a sample is described
+above :data:`DAYAHEAD_TYPES`. The rolling windows of :func:`forecast_windows` stay for the
+``cnn_forecaster`` (a secondary metric).
+
 *Classify*: one sample per recording, ``(channels = features, length)``; the class index is
 the label's position in the block's ``labels``.
 
