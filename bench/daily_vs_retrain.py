@@ -260,7 +260,7 @@ def bench(quick: bool, days: int | None = None) -> Report:
     )
     return Report(
         key="daily_vs_retrain",
-        title="1. Daily incremental update vs retraining from scratch (vic_elec)",
+        title="1b. Rolling next-day windows of the seed forecaster (secondary metric; vic_elec)",
         settings=settings,
         markdown=markdown,
         targets=targets,

@@ -74,6 +74,7 @@ def _module(name: str) -> Callable[[bool], Report]:
 
 # in the order of RESULTS.md; the Airflow profile runs first, before this process has trained anything
 BENCHES: dict[str, Callable[[bool], Report]] = {
+    "day_ahead": _module("day_ahead"),
     "daily_vs_retrain": _module("daily_vs_retrain"),
     "daily_profile": _module("daily_profile"),
     "task_addition": _module("task_addition"),
@@ -85,8 +86,8 @@ BENCHES: dict[str, Callable[[bool], Report]] = {
     "drift_calibration": _module("drift_calibration"),
 }
 RUN_ORDER = (
-    "daily_profile", "daily_vs_retrain", "task_addition", "state_size", "fisher", "gpu", "cl_permuted", "cl_split",
-    "drift_calibration",
+    "daily_profile", "day_ahead", "daily_vs_retrain", "task_addition", "state_size", "fisher", "gpu", "cl_permuted",
+    "cl_split", "drift_calibration",
 )  # fmt: skip
 
 

@@ -19,9 +19,11 @@ lifelong.config.ConfigError: models.demo.train.epochs: expected int, got str ('t
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -76,13 +78,19 @@ class DatasetSpec:
     # column dtypes where the default is not wanted (features and targets default to float64,
     # ids and labels to int64, timestamps to tz-aware, dates, tasks and splits to str)
     dtypes: dict[str, str] = field(default_factory=dict)
+    # forecast data sets, inputs of a day-ahead model (lifelong.data.features): lags of the target at
+    # each target step ("1d", "7d", "30min"; whole days are taken at the same local clock time), and
+    # the features whose values over the target period are known when the forecast is issued (from a
+    # weather forecast, a calendar). Calendar features (time of day, day of week) are always derived.
+    lags: tuple[str, ...] = ("1d", "7d")
+    known_future: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ArchitectureSpec:
     """What :func:`lifelong.learn.models.build_model` builds."""
 
-    type: Literal["cnn_forecaster", "cnn_classifier", "mlp_classifier"]
+    type: Literal["cnn_forecaster", "cnn_classifier", "mlp_classifier", "cnn_dayahead", "cnn_dayahead_residual"]
     in_channels: int = 1
     length: int = 96  # input window length (time steps)
     out_dim: int = 1  # horizon for forecasters, number of classes for classifiers
@@ -349,10 +357,63 @@ def parse_params(raw: Any) -> Params:
             name: ({"name": name, **body} if isinstance(body, dict) else body) for name, body in block.items()
         }
     params: Params = from_mapping(Params, raw, "params")
+    for name, ds in params.datasets.items():
+        if ds.kind == "forecast":
+            check_forecast_inputs(ds, f"datasets.{name}")
     for name, model in params.models.items():
         if model.dataset not in params.datasets:
             raise ConfigError(f"models.{name}.dataset: unknown dataset {model.dataset!r}")
     return params
+
+
+_DURATION = re.compile(r"^\s*(\d+)?\s*(s|sec|min|T|h|H|d|D|w|W)\s*$")
+_UNIT_SECONDS = {"s": 1, "sec": 1, "min": 60, "T": 60, "h": 3600, "H": 3600, "d": 86400, "D": 86400}
+_UNIT_SECONDS |= {"w": 7 * 86400, "W": 7 * 86400}
+
+
+def parse_duration(text: str, key: str) -> dt.timedelta:
+    """``"30min"``, ``"1h"``, ``"1d"``, ``"7d"``, ``"2w"`` as a timedelta; an error names ``key`` otherwise.
+
+    >>> parse_duration("7d", "lags[1]"), parse_duration("30min", "frequency")
+    (datetime.timedelta(days=7), datetime.timedelta(seconds=1800))
+    >>> parse_duration("a week", "datasets.x.lags[0]")
+    Traceback (most recent call last):
+    ...
+    lifelong.config.ConfigError: datasets.x.lags[0]: 'a week' is not a duration like 30min, 1h, 1d, 7d
+    """
+    match = _DURATION.match(str(text))
+    if not match or int(match.group(1) or 1) < 1:
+        raise ConfigError(f"{key}: {text!r} is not a duration like 30min, 1h, 1d, 7d")
+    return dt.timedelta(seconds=int(match.group(1) or 1) * _UNIT_SECONDS[match.group(2)])
+
+
+def check_forecast_inputs(ds: DatasetSpec, key: str) -> None:
+    """The day-ahead inputs of a forecast data set make sense: every lag a whole number of steps
+    of at least one step, no lag twice, every ``known_future`` column a declared feature.
+
+    >>> ds = DatasetSpec(name="x", kind="forecast", loader="x.csv", features=("y",), target="y",
+    ...                  known_future=("Temperature",))
+    >>> check_forecast_inputs(ds, "datasets.x")
+    Traceback (most recent call last):
+    ...
+    lifelong.config.ConfigError: datasets.x.known_future[0]: 'Temperature' is not one of the features (y)
+    """
+    step = parse_duration(ds.frequency, f"{key}.frequency")
+    seen: set[dt.timedelta] = set()
+    for i, text in enumerate(ds.lags):
+        lag = parse_duration(text, f"{key}.lags[{i}]")
+        if lag < step or lag % step:
+            raise ConfigError(f"{key}.lags[{i}]: {text!r} is not a whole number of {ds.frequency} steps")
+        if lag in seen:
+            raise ConfigError(f"{key}.lags[{i}]: {text!r} is declared twice")
+        seen.add(lag)
+    covariates = [f for f in ds.features if f != ds.target]
+    for i, name in enumerate(ds.known_future):
+        if name == ds.target:
+            raise ConfigError(f"{key}.known_future[{i}]: the target {name!r} is not known in advance")
+        if name not in covariates:
+            listed = ", ".join(ds.features) or "none"
+            raise ConfigError(f"{key}.known_future[{i}]: {name!r} is not one of the features ({listed})")
 
 
 def load_params(path: Path | None = None) -> Params:

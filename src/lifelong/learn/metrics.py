@@ -154,3 +154,65 @@ def model_forecast_errors(model: nn.Module, x: Tensor, y: Tensor, scale: tuple[f
 def model_accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
     """Accuracy of a classifier on ``(x, y)``."""
     return accuracy(predict(model, x), y)
+
+
+# --------------------------------------------------------------------------- naive baselines and scaled errors
+
+
+def persistence(history: Tensor, horizon: int) -> Tensor:
+    """The last value of each series repeated ``horizon`` times: ``(..., T) -> (..., horizon)``.
+
+    >>> persistence(torch.tensor([1.0, 2.0, 3.0]), 2).tolist()
+    [3.0, 3.0]
+    """
+    return history[..., -1:].expand(*history.shape[:-1], horizon).clone()
+
+
+def seasonal_naive(history: Tensor, period: int, horizon: int) -> Tensor:
+    """Each target step copies the step ``period`` before it (repeating the last period) on a regular grid.
+
+    On a series with daylight saving, the calendar lags of :mod:`lifelong.data.features` give the same
+    forecast by local clock time (``lifelong.data.windows.day_ahead_naive``).
+
+    >>> seasonal_naive(torch.arange(6.0), period=3, horizon=4).tolist()  # last period 3, 4, 5
+    [3.0, 4.0, 5.0, 3.0]
+    """
+    if history.shape[-1] < period:
+        raise ValueError(f"a seasonal naive of period {period} needs {period} steps of history")
+    last = history[..., -period:]
+    reps = -(-horizon // period)
+    return last.repeat(*([1] * (history.ndim - 1)), reps)[..., :horizon].clone()
+
+
+def mape(forecast: Tensor, target: Tensor) -> float:
+    """Mean absolute percentage error in percent (targets must be nonzero, as demand is)."""
+    f, y = forecast.double(), target.double().reshape(forecast.shape)
+    return float(100 * ((f - y).abs() / y.abs()).mean())
+
+
+def mase(forecast: Tensor, target: Tensor, naive: Tensor) -> float:
+    """MAE of ``forecast`` over the MAE of ``naive`` on the same targets (< 1: better than the naive).
+
+    >>> y = torch.tensor([10.0, 20.0])
+    >>> mase(torch.tensor([11.0, 19.0]), y, naive=torch.tensor([14.0, 16.0]))
+    0.25
+    """
+    return mae(forecast, target) / mae(naive, target)
+
+
+def forecast_scores(forecast: Tensor, target: Tensor, naive: dict[str, Tensor], scale: str = "weekly_naive") -> dict:
+    """One evaluation record: the model's MAE, RMSE, MAPE and MASE (scaled by ``naive[scale]``) beside
+    each naive forecast's MAE and MAPE, all on the same targets (in the data's units).
+
+    >>> y = torch.tensor([100.0, 200.0])
+    >>> scores = forecast_scores(torch.tensor([110.0, 190.0]), y, {"weekly_naive": torch.tensor([80.0, 240.0])})
+    >>> scores["mae"], round(scores["mape"], 6), scores["weekly_naive_mae"], round(scores["mase"], 4)
+    (10.0, 7.5, 30.0, 0.3333)
+    """
+    out = {"mae": mae(forecast, target), "rmse": rmse(forecast, target), "mape": mape(forecast, target)}
+    for name, values in naive.items():
+        out[f"{name}_mae"] = mae(values, target)
+        out[f"{name}_mape"] = mape(values, target)
+    out["mase"] = out["mae"] / out[f"{scale}_mae"] if out[f"{scale}_mae"] > 0 else math.nan
+    out["steps"] = int(target.numel())
+    return out

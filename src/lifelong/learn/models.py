@@ -8,6 +8,15 @@ Every model takes inputs of shape ``(N, in_channels, length)``.
 * ``cnn_classifier``: the same convolutional stack, then a ``hidden`` MLP (ReLU, dropout)
   and a ``Linear`` to ``out_dim`` class logits.
 * ``mlp_classifier``: flatten, ``hidden`` layers (ReLU, dropout), ``Linear`` to the logits.
+* ``cnn_dayahead``: a day-ahead forecaster over the samples of
+  :func:`lifelong.data.windows.forecast_samples`: the first ``length - out_dim`` positions are
+  the history, the last ``out_dim`` the steps to forecast (their lags, calendar, known-future
+  covariates). The convolutional stack over the history, flattened, gives a summary of width
+  ``hidden[0]``; each forecast step gets ``ReLU(conv(x_steps) + summary + position_step)`` (a
+  ``kernel_size`` convolution over the forecast steps' channels: a step sees its neighbours), then
+  the further ``hidden`` layers and one output, the same weights at every step (1x1 convolutions).
+* ``cnn_dayahead_residual``: the same, predicting the correction to channel 1 at each step (the
+  seasonal-naive lag, the weekly one by default).
 
 >>> import torch
 >>> from lifelong.config import ArchitectureSpec
@@ -16,22 +25,54 @@ Every model takes inputs of shape ``(N, in_channels, length)``.
 torch.Size([5, 48])
 >>> task_kind(spec)
 'regression'
+>>> day = ArchitectureSpec(type="cnn_dayahead_residual", in_channels=10, length=146, out_dim=50, hidden=(32, 32))
+>>> build_model(day)(torch.zeros(5, 10, 146)).shape
+torch.Size([5, 50])
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from lifelong.config import ArchitectureSpec, ConfigError
 
 TaskKind = Literal["regression", "classification"]
+FORECASTERS = ("cnn_forecaster", "cnn_dayahead", "cnn_dayahead_residual")
 
 
 def task_kind(spec: ArchitectureSpec) -> TaskKind:
     """``regression`` for forecasters, ``classification`` for classifiers."""
-    return "regression" if spec.type == "cnn_forecaster" else "classification"
+    return "regression" if spec.type in FORECASTERS else "classification"
+
+
+class DayAhead(nn.Module):
+    """History summary + a per-step head over the forecast steps (see the module docstring)."""
+
+    def __init__(self, spec: ArchitectureSpec, residual: bool) -> None:
+        super().__init__()
+        self.past, self.residual = spec.length - spec.out_dim, residual
+        width = spec.hidden[0] if spec.hidden else 32
+        features, length = _conv_stack(dataclasses.replace(spec, length=self.past))
+        self.summary = nn.Sequential(*features, nn.Flatten(), nn.Linear(spec.channels[-1] * length, width))
+        # over the forecast steps too: a step sees its neighbours' covariates (the temperature an hour before)
+        self.step = nn.Conv1d(spec.in_channels, width, spec.kernel_size, padding=spec.kernel_size // 2)
+        self.position = nn.Parameter(torch.zeros(width, spec.out_dim))
+        layers: list[nn.Module] = [nn.ReLU()]
+        for size in spec.hidden[1:]:
+            if spec.dropout > 0:
+                layers.append(nn.Dropout(spec.dropout))
+            layers += [nn.Conv1d(width, size, 1), nn.ReLU()]
+            width = size
+        self.head = nn.Sequential(*layers, nn.Conv1d(width, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        history, future = x[:, :, : self.past], x[:, :, self.past :]
+        out = self.head(self.step(future) + self.summary(history).unsqueeze(-1) + self.position).squeeze(1)
+        return out + future[:, 1] if self.residual else out
 
 
 def build_model(spec: ArchitectureSpec) -> nn.Module:
@@ -39,6 +80,8 @@ def build_model(spec: ArchitectureSpec) -> nn.Module:
     _check(spec)
     if spec.type == "mlp_classifier":
         return nn.Sequential(nn.Flatten(), *_mlp(spec.in_channels * spec.length, spec.hidden, spec.out_dim, spec))
+    if spec.type in ("cnn_dayahead", "cnn_dayahead_residual"):
+        return DayAhead(spec, residual=spec.type == "cnn_dayahead_residual")
     features, length = _conv_stack(spec)
     flat = spec.channels[-1] * length
     if spec.type == "cnn_forecaster":
@@ -47,13 +90,15 @@ def build_model(spec: ArchitectureSpec) -> nn.Module:
 
 
 def _check(spec: ArchitectureSpec) -> None:
-    if spec.type not in ("cnn_forecaster", "cnn_classifier", "mlp_classifier"):
+    if spec.type not in (*FORECASTERS, "cnn_classifier", "mlp_classifier"):
         raise ConfigError(f"architecture.type: unknown model type {spec.type!r}")
     for name in ("in_channels", "length", "out_dim", "kernel_size", "pool"):
         if getattr(spec, name) < 1:
             raise ConfigError(f"architecture.{name}: must be >= 1, got {getattr(spec, name)}")
     if spec.type != "mlp_classifier" and not spec.channels:
         raise ConfigError("architecture.channels: a CNN needs at least one convolution")
+    if spec.type in FORECASTERS[1:] and spec.length <= spec.out_dim:
+        raise ConfigError(f"architecture.length: {spec.length} leaves no history before the {spec.out_dim} steps")
     if any(c < 1 for c in (*spec.channels, *spec.hidden)):
         raise ConfigError("architecture: channels and hidden sizes must be >= 1")
     if not 0.0 <= spec.dropout < 1.0:
