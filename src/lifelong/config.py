@@ -151,6 +151,9 @@ class GateSpec:
 
     value: dict[str, dict[str, float]] = field(default_factory=dict)
     change: dict[str, dict[str, float]] = field(default_factory=dict)
+    # forecasters: refuse a candidate whose day-ahead MAE is worse than the weekly seasonal naive's on
+    # the same targets (MASE > 1) by more than this many percent; None turns the check off
+    naive_tolerance_pct: float | None = 0.0
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,8 @@ class ModelSpec:
     rollback: RollbackSpec = field(default_factory=RollbackSpec)
     # forecasters: how many days of history feed the first training
     warmup_days: int = 7
+    # forecasters: an update learns every stored day after the champion's last one, at most this many
+    max_catchup_days: int = 14
     # the daily DAG's schedule window (ISO dates); catch-up runs every missed day in order
     start_date: str = "2024-01-01"
     end_date: str | None = None

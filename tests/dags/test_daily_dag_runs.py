@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _project import project_with
+from _project import project_with, quick_forecaster
 
 pytestmark = pytest.mark.slow
 
@@ -29,9 +29,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     """Run days 1..WARMUP+3 (good), then a malformed day, then a poisoned day and the day after."""
 
     def edit(raw: dict) -> None:
-        forecaster = raw["models"][MODEL]
-        forecaster["warmup_days"] = WARMUP
-        forecaster["train"]["epochs"] = 3
+        forecaster = quick_forecaster(raw, warmup=WARMUP, epochs=3, model=MODEL)
         forecaster["start_date"] = str(START)
 
     with project_with(tmp_path_factory.mktemp("dagrun"), edit) as project:

@@ -29,7 +29,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from _project import project_with
+from _project import project_with, quick_forecaster
 from _webhook import Webhook
 
 pytestmark = pytest.mark.slow
@@ -48,9 +48,7 @@ ROLLBACK_DAYS = 2
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
     def edit(raw: dict) -> None:
-        forecaster = raw["models"][MODEL]
-        forecaster["warmup_days"] = WARMUP
-        forecaster["train"]["epochs"] = 3
+        forecaster = quick_forecaster(raw, warmup=WARMUP, epochs=3, model=MODEL)
         forecaster["start_date"] = str(START)
         forecaster["rollback"] = {"enabled": True, "tolerance_pct": 5.0, "days": ROLLBACK_DAYS}
 
@@ -76,7 +74,7 @@ def _slipped_past_the_gate(good: str, ingest: dict) -> str:
 
     ctx = Context.of(MODEL)
     state = registry.load_state_of(MODEL, good)
-    last = [m for m in state.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    last = [m for m in state.model.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv1d)][-1]
     with torch.no_grad():
         last.bias.add_(6.0)  # forecasts ~6 standard deviations high: the level a meter reporting double teaches
     state.trained_through = str(POISONED)

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _project import quick_forecaster
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "demand_forecaster"
@@ -57,9 +58,7 @@ _CONTEXT: Any = None
 def write_params(project: Path, **dataset_changes: Any) -> None:
     """The repo's params.yaml with few warm-up days and epochs (fast days)."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    forecaster = raw["models"][MODEL]
-    forecaster["warmup_days"] = WARMUP
-    forecaster["train"]["epochs"] = EPOCHS
+    forecaster = quick_forecaster(raw, warmup=WARMUP, epochs=EPOCHS, model=MODEL)
     forecaster["start_date"] = str(START)
     raw["datasets"][DATASET].update(dataset_changes)
     project.mkdir(parents=True, exist_ok=True)

@@ -7,14 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _project import project_with
+from _project import project_with, quick_forecaster
 from _steps_kit import DATASET, FIRST_DAY, MODEL, WARMUP_DAYS
 
 
 def _small(raw: dict) -> None:
-    model = raw["models"][MODEL]
-    model["warmup_days"] = WARMUP_DAYS
-    model["train"]["epochs"] = 2
+    quick_forecaster(raw, warmup=WARMUP_DAYS, model=MODEL)
 
 
 @pytest.fixture(scope="module")

@@ -80,3 +80,25 @@ def test_a_step_refuses_a_version_the_cache_does_not_hold(stored_days) -> None:
 
     with pytest.raises(DataVersionError, match="neither in the local cache nor in the remote"):
         daily.update(MODEL, THE_DAY + dt.timedelta(days=1), {"data_version": "0" * 32})
+
+
+def test_an_update_learns_every_day_since_the_champion_last_learned() -> None:
+    """A day a rejected candidate trained on is learned again by the next update; a long gap is bounded."""
+    from types import SimpleNamespace
+
+    from lifelong.steps.daily import _days_to_learn
+
+    said: list[str] = []
+    ctx = SimpleNamespace(spec=SimpleNamespace(max_catchup_days=3), progress=said.append)
+    day = dt.date(2012, 3, 10)
+    stored = {day - dt.timedelta(days=i) for i in range(1, 20)} - {dt.date(2012, 3, 7)}
+    assert _days_to_learn(ctx, stored, "2012-03-08", dt.date(2012, 3, 9)) == [dt.date(2012, 3, 9)]
+    # two rejected days since the champion's last: both learned now (a missing day is skipped)
+    assert _days_to_learn(ctx, stored, "2012-03-05", dt.date(2012, 3, 9)) == [
+        dt.date(2012, 3, 6), dt.date(2012, 3, 8), dt.date(2012, 3, 9),
+    ]  # fmt: skip
+    assert not said
+    assert _days_to_learn(ctx, stored, "2012-02-25", dt.date(2012, 3, 9)) == [
+        dt.date(2012, 3, 6), dt.date(2012, 3, 8), dt.date(2012, 3, 9),
+    ]  # fmt: skip
+    assert "training on the latest 3" in said[0]

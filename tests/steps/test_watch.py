@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _project import project_with
+from _project import project_with, quick_forecaster
 from _steps_kit import DATASET, FIRST_DAY, MODEL, WARMUP_DAYS
 from _webhook import Webhook, closed_port_url
 
@@ -25,9 +25,7 @@ ROLLBACK_DAYS = 2
 
 
 def _edit(raw: dict) -> None:
-    model = raw["models"][MODEL]
-    model["warmup_days"] = WARMUP_DAYS
-    model["train"]["epochs"] = 2
+    model = quick_forecaster(raw, warmup=WARMUP_DAYS, model=MODEL)
     model["rollback"] = {"enabled": True, "tolerance_pct": 5.0, "days": ROLLBACK_DAYS}
 
 
@@ -76,7 +74,9 @@ def _shifted(version: str, by: float):
     from lifelong import registry
 
     state = registry.load_state_of(MODEL, version)
-    last = [m for m in state.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    last = [m for m in state.model.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv1d)][
+        -1
+    ]  # the output layer
     with torch.no_grad():
         last.bias.add_(by)
     return state
@@ -101,7 +101,7 @@ def test_a_champion_worse_than_its_predecessor_for_n_days_is_rolled_back_once(wo
     assert watch.watch(MODEL, THE_DAY, ingests[THE_DAY])["status"] == "no_shadow"  # nothing before it
 
     # a biased version slips past the gate and serves
-    bad = versions["bad"] = _register(_shifted(good, 0.8), "test/bad", ingests[THE_DAY])
+    bad = versions["bad"] = _register(_shifted(good, 3.0), "test/bad", ingests[THE_DAY])
     decide.promote(MODEL, _approved(bad, good))
     assert (registry.champion(MODEL), registry.previous(MODEL)) == (bad, good)
 

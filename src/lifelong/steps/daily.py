@@ -49,9 +49,29 @@ def validate_ingest(
 
 
 def forecast_scores(state: LearnerState, x: Any, y: Any) -> Scores:
-    """MAE, RMSE and sMAPE of ``state``'s model in the target's units."""
+    """MAE, RMSE and sMAPE of ``state``'s model on windows ``(x, y)``, in the target's units."""
     assert state.stats is not None, "a forecaster's state carries its normalisation statistics"
     return metrics.model_forecast_errors(state.model, x, y, windows.target_scale(state.stats))
+
+
+def day_scores(state: LearnerState, sample: inputs.DayAhead) -> Scores:
+    """The day-ahead forecast's MAE, RMSE, MAPE and, where the naive forecasts could be made, their
+    errors on the same targets and the MASE (the model's MAE over the weekly naive's)."""
+    assert state.stats is not None, "a forecaster's state carries its normalisation statistics"
+    pred, true = metrics.forecast_in_units(state.model, sample.x, sample.y, windows.target_scale(state.stats))
+    pred, true = pred[0, : sample.steps], true[0, : sample.steps]
+    if "weekly_naive" in sample.naive:
+        return {k: float(v) for k, v in metrics.forecast_scores(pred, true, sample.naive).items()}
+    return {**metrics.forecast_errors(pred, true), "mape": metrics.mape(pred, true), "steps": float(sample.steps)}
+
+
+def score_day(ctx: Context, snap: Snapshot, state: LearnerState, day: date) -> Scores:
+    """How ``state``'s model did on ``day``: its day-ahead forecast, or for a rolling-window model its
+    windows whose last target falls on the day. :class:`NotReady` when the day cannot be scored."""
+    if inputs.day_ahead(ctx.spec):
+        return day_scores(state, inputs.day_ahead_sample(ctx, snap, day, state.stats or {}))
+    x, y = inputs.forecast_days(ctx, snap, [day], state.stats or {})
+    return forecast_scores(state, x, y)
 
 
 def check_drift(
@@ -114,11 +134,11 @@ def _champion_error(ctx: Context, snap: Snapshot, day: date) -> tuple[float | No
         return None, []
     state = registry.load_state_of(ctx.model, champion)
     try:
-        x, y = inputs.forecast_days(ctx, snap, [day], state.stats or {})
+        error = score_day(ctx, snap, state, day)["mae"]
     except NotReady:
         return None, []
     recent = [h["mae"] for h in state.history if "mae" in h][-ctx.params.drift.reference_days :]
-    return forecast_scores(state, x, y)["mae"], recent
+    return error, recent
 
 
 def update(
@@ -158,7 +178,7 @@ def update(
             raise NotReady(f"{model} v{champion} has already learned {learned}: the update for {day} is done")
         if previous not in stored:
             raise NotReady(f"day {previous} is not stored yet: the update for {day} trains on it")
-        train_days, kind = [previous], "update"
+        train_days, kind = _days_to_learn(ctx, stored, learned, previous), "update"
     assert state.stats is not None
     x, y = inputs.forecast_days(ctx, snap, train_days, state.stats)
     strategy = make_strategy(spec.strategy, task_kind(spec.architecture), state)
@@ -168,12 +188,14 @@ def update(
     )  # fmt: skip
     state.trained_through = str(train_days[-1])
 
-    eval_x, eval_y = inputs.forecast_days(ctx, snap, [day], state.stats)
-    scores = forecast_scores(state, eval_x, eval_y)
-    state.history[-1]["mae"] = scores["mae"]  # the error history that drift checks compare against
+    scores = score_day(ctx, snap, state, day)
+    # the error history that drift checks and the daily-error plot read
+    state.history[-1].update({"date": str(day), **{k: scores[k] for k in ("mae", "weekly_naive_mae") if k in scores}})
+    eval_x, eval_y = _example(ctx, snap, state, day)
     figures = {
         "loss_curves": plots.loss_curves(result.epochs),
         "forecast_vs_actual": _forecast_figure(state, eval_x, eval_y, day),
+        "daily_mae_vs_naive": plots.daily_errors(state.history),
     }
     if state.fisher:
         figures["fisher_per_layer"] = plots.fisher_magnitude(state.fisher)
@@ -197,6 +219,29 @@ def update(
     return _candidate(info, day, reused=False, drift=drift)
 
 
+def _days_to_learn(ctx: Context, stored: set[date], learned: str | None, previous: date) -> list[date]:
+    """Every stored day after the last one the champion learned, up to the day before: a day a
+    rejected candidate trained on is learned again by the next update, never lost. At most
+    ``max_catchup_days`` of them (the latest); the rest are said to be skipped."""
+    start = date.fromisoformat(learned) + timedelta(days=1) if learned else previous
+    days = [start + timedelta(days=i) for i in range((previous - start).days + 1)]
+    days = [d for d in days if d in stored]
+    limit = ctx.spec.max_catchup_days
+    if len(days) > limit:
+        ctx.progress(f"{len(days)} days since the champion last learned ({learned}): training on the latest {limit}")
+        days = days[-limit:]
+    return days
+
+
+def _example(ctx: Context, snap: Snapshot, state: LearnerState, day: date) -> tuple[Any, Any]:
+    """One input of the day (the serving model's input example) and its target: the day-ahead one."""
+    if inputs.day_ahead(ctx.spec):
+        sample = inputs.day_ahead_sample(ctx, snap, day, state.stats or {})
+        return sample.x, sample.y
+    x, y = inputs.forecast_days(ctx, snap, [day], state.stats or {})
+    return x[-1:], y[-1:]
+
+
 def _candidate(info: dict[str, Any], day: date, *, reused: bool, drift: DriftResult | None) -> CandidateResult:
     return CandidateResult(
         model=info["model"],
@@ -215,7 +260,7 @@ def _forecast_figure(state: LearnerState, x: Any, y: Any, day: date) -> Any:
     """The day's last window: forecast beside what happened, in the target's units."""
     assert state.stats is not None
     pred, true = metrics.forecast_in_units(state.model, x[-1:], y[-1:], windows.target_scale(state.stats))
-    return plots.forecast_vs_actual(true[0].tolist(), pred[0].tolist(), title=f"day-ahead forecast for {day}")
+    return plots.forecast_vs_actual(true[0].tolist(), pred[0].tolist(), title=f"forecast for {day}")
 
 
 def evaluate(
@@ -227,11 +272,10 @@ def evaluate(
     cand = registry.load_state_of(model, candidate["version"])
     champion = registry.champion(model)
     champ = registry.load_state_of(model, champion) if champion and champion != candidate["version"] else None
-    assert cand.stats is not None
-    x, y = inputs.forecast_days(ctx, inputs.snapshot(ctx, version), [day], cand.stats)
-    scores: dict[str, Scores] = {"candidate": forecast_scores(cand, x, y)}
+    snap = inputs.snapshot(ctx, version)
+    scores: dict[str, Scores] = {"candidate": score_day(ctx, snap, cand, day)}
     if champ is not None:
-        scores["champion"] = forecast_scores(champ, x, y)
+        scores["champion"] = score_day(ctx, snap, champ, day)
     # the retention set: the champion's replay buffer (what the serving model has learned), or
     # the first model's own buffer, so that every candidate is measured on what came before
     retention = (champ or cand).buffer

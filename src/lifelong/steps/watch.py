@@ -116,9 +116,7 @@ def _running(record: dict[str, str] | None) -> bool:
 
 
 def _scores(ctx: Context, snap: Snapshot, day: date, version: str) -> Scores:
-    state = registry.load_state_of(ctx.model, version)
-    x, y = inputs.forecast_days(ctx, snap, [day], state.stats or {})
-    return daily.forecast_scores(state, x, y)
+    return daily.score_day(ctx, snap, registry.load_state_of(ctx.model, version), day)
 
 
 def _run_of(model: str, version: str) -> str | None:
