@@ -69,9 +69,10 @@ from torch import Tensor
 from bench.common import Target
 from lifelong.config import ArchitectureSpec, StrategySpec, TrainSpec
 from lifelong.learn import metrics
+from lifelong.learn.metrics import predict
 from lifelong.learn.state import LearnerState
 from lifelong.learn.strategies import make_strategy
-from lifelong.learn.train import consolidate, fit, predict, select_device
+from lifelong.learn.train import consolidate, fit, select_device
 
 SCENARIOS = ("task", "domain", "class")
 METHODS = ("None", "Joint", "EWC", "Online EWC", "LwF", "ER", "EWC+ER")

@@ -1,12 +1,12 @@
 """Benchmark: where one daily DAG run's time goes, by task and by component.
 
 In a temporary project, the warm-up days and the first model (the bootstrap day) run
-in-process with ``pipeline.run_day``; then ONE run of ``lifelong_daily__demand_forecaster``
+in-process with ``steps.run.run_day``; then ONE run of ``lifelong_daily__demand_forecaster``
 for the next day goes through Airflow (``dag.test`` in a child process, as
-``lifelong.airflow.embedded.run_dag`` starts it), so its ``update`` really trains (the
+``lifelong.airflow.embedded_runner.run_dag`` starts it), so its ``update`` really trains (the
 champion on day D-1 plus replay). The child is this module with ``--child``: it puts time
 markers on lifelong's own functions (the component boundaries), then hands over to
-``lifelong.airflow.run_dags.main``. Each marker books *exclusive* time (time inside nested
+``lifelong.airflow.dagrun_child.main``. Each marker books *exclusive* time (time inside nested
 markers is booked to them), so the components add up to the steps' time:
 
 * GX validation: ``data.validate.validate``; DVC: ``data.dvcrepo.*``; data reads: ``store.read_*``
@@ -17,7 +17,7 @@ markers is booked to them), so the components add up to the steps' time:
 * Airflow start-up: child process start to the first step (interpreter, Airflow imports, DAG
   parse, DAG run creation); Airflow per-task overhead: between and around the steps (task
   runner, XComs, state updates in the metadata DB); Airflow shutdown: last step to exit (the
-  child ends with ``run_dags.exit_process``, as the production child does).
+  child ends with ``dagrun_child.exit_process``, as the production child does).
 
 The one-time ``airflow db migrate`` of a new home is reported apart (not a daily cost). For
 comparison, the day before runs in-process (``run_day``, no Airflow) with the same markers.
@@ -49,13 +49,16 @@ from bench.common import REPO, Report, Target, isolated_project, md_table
 
 MODEL = "demand_forecaster"
 DAG_ID = f"lifelong_daily__{MODEL}"
-STEPS = ("validate_ingest", "check_drift", "update", "evaluate", "gate", "promote", "reject", "report")
+STEPS = {  # step -> its module in lifelong.steps
+    "validate_ingest": "daily", "check_drift": "daily", "update": "daily", "evaluate": "daily",
+    "gate": "decide", "promote": "decide", "reject": "decide", "watch": "watch", "report": "daily",
+}  # fmt: skip
 COMPONENTS: dict[str, list[tuple[str, str]]] = {
     "GX validation": [("lifelong.data.validate", "validate")],
     "DVC": [("lifelong.data.dvcrepo", n) for n in ("ensure", "record", "version", "restore")],
     "data reads + windows": [
-        ("lifelong.data.store", "read_days"),
-        ("lifelong.data.store", "read_task"),
+        ("lifelong.data.snapshot", "Snapshot.read_days"),
+        ("lifelong.data.snapshot", "Snapshot.read_task"),
         ("lifelong.data.windows", "forecast_windows"),
     ],
     "drift tests": [("lifelong.drift", "check")],
@@ -115,19 +118,23 @@ class Clock:
         """Put the markers on (imports lifelong's heavy libraries: torch, MLflow, GX, DVC)."""
         from matplotlib.figure import Figure
 
-        from lifelong import pipeline, registry
+        from lifelong import registry
 
         for component, places in COMPONENTS.items():
-            for module_name, name in places:
-                module = importlib.import_module(module_name)
-                self.patch(module, name, self.wrap(getattr(module, name), component))
+            for module_name, dotted in places:
+                owner: Any = importlib.import_module(module_name)
+                *classes, name = dotted.split(".")
+                for cls in classes:
+                    owner = getattr(owner, cls)
+                self.patch(owner, name, self.wrap(getattr(owner, name), component))
         self.patch(Figure, "savefig", self.wrap(Figure.savefig, "plots (matplotlib)"))
         for name, fn in vars(registry).copy().items():
             if inspect.isfunction(fn) and fn.__module__ == registry.__name__:
                 label = "git (lineage)" if name == "git_commit" else "MLflow (registry)"
                 self.patch(registry, name, self.wrap(fn, label))
-        for name in STEPS:
-            self.patch(pipeline, name, self.wrap_step(getattr(pipeline, name), name))
+        for name, module_name in STEPS.items():
+            module = importlib.import_module(f"lifelong.steps.{module_name}")
+            self.patch(module, name, self.wrap_step(getattr(module, name), name))
 
     def uninstall(self) -> None:
         for undo in reversed(self.undo):
@@ -144,16 +151,16 @@ class Clock:
 def child(request_json: str, out_file: str) -> int:
     """Run the DAG with markers on; write what they measured to ``out_file``."""
     child_start = time.time()
-    from lifelong.airflow.run_dags import hold_full_collections
+    from lifelong.airflow.dagrun_child import hold_full_collections
 
-    hold_full_collections()  # as run_dags.main does first; here before the markers import torch & co.
+    hold_full_collections()  # as dagrun_child.main does first; here before the markers import torch & co.
     clock = Clock()
     started = time.perf_counter()
     clock.install()
     install_s = time.perf_counter() - started
     import airflow.dag_processing.dagbag as dagbag_module
 
-    from lifelong.airflow import run_dags
+    from lifelong.airflow import dagrun_child
 
     parse: dict[str, float] = {}
     original = dagbag_module.DagBag
@@ -172,7 +179,7 @@ def child(request_json: str, out_file: str) -> int:
 
         profiler = cProfile.Profile()
         profiler.enable()
-    code = run_dags.main(request_json)
+    code = dagrun_child.main(request_json)
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(os.environ["BENCH_CPROFILE"])
@@ -242,7 +249,7 @@ def _epoch(value: str | None) -> float | None:
 
 
 def _run_child(day: date, home: Path) -> dict[str, Any]:
-    from lifelong.airflow.embedded import ensure_airflow
+    from lifelong.airflow.embedded_runner import ensure_airflow
 
     started = time.perf_counter()
     env = ensure_airflow()
@@ -275,7 +282,7 @@ def _run_child(day: date, home: Path) -> dict[str, Any]:
 
 
 def _in_process_day(day: date) -> tuple[float, dict[str, Any]]:
-    from lifelong import pipeline
+    from lifelong.steps import run as pipeline
 
     clock = Clock()
     clock.install()
@@ -297,9 +304,9 @@ def _by_component(totals: dict[str, dict[str, float]]) -> dict[str, float]:
 
 def profile(quick: bool) -> dict[str, Any]:
     """Run the days (see the module docstring); return every measurement."""
-    from lifelong import pipeline
     from lifelong.config import load_params
     from lifelong.data import landing, store
+    from lifelong.steps import run as pipeline
 
     warmup = 3 if quick else load_params().model(MODEL).warmup_days
 
@@ -412,7 +419,7 @@ def bench(quick: bool) -> Report:
             f"(its imports); the same steps in a warm process (last column) take {data['in_process_s']:.1f} s in "
             f"all. Like the production child, this one holds the garbage collector's full collections during "
             f"its first run (a dozen of them while the libraries load, otherwise) and skips the interpreter's "
-            f"teardown at exit (`run_dags.hold_full_collections`, `run_dags.exit_process`).",
+            f"teardown at exit (`dagrun_child.hold_full_collections`, `dagrun_child.exit_process`).",
             "",
             f"The profiled run: `{DAG_ID}` for {data['day']}, state {run['dag_result'].get('state', '?')}. "
             f"Before it, in-process: {before}; then {data['in_process_day']} in-process with the markers (the "
@@ -430,7 +437,7 @@ def bench(quick: bool) -> Report:
                 ["task", "state", "Airflow (s)", "step (s)", "largest components (s)"], _task_rows(run, tis), "llrrl"
             ),
             "",
-            "By component, exclusive time (the last column: the day before, `pipeline.run_day` in the warm bench "
+            "By component, exclusive time (the last column: the day before, `steps.run.run_day` in the warm bench "
             "process, no Airflow):",
             "",
             md_table(["component", "DAG run (s)", "share", "warm in-process (s)"], comp_rows),
@@ -465,7 +472,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--child", nargs=2, metavar=("REQUEST", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        from lifelong.airflow.run_dags import exit_process
+        from lifelong.airflow.dagrun_child import exit_process
 
         exit_process(child(*args.child))  # ends as run_dags does in production
     report = bench(args.quick)

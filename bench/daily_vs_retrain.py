@@ -37,10 +37,11 @@ from bench.common import Report, Target, md_table, save_figure
 from lifelong.config import DatasetSpec, ModelSpec, load_params
 from lifelong.data import sources, windows
 from lifelong.learn import metrics
+from lifelong.learn.metrics import predict
 from lifelong.learn.models import task_kind
 from lifelong.learn.state import LearnerState
 from lifelong.learn.strategies import make_strategy
-from lifelong.learn.train import fit, predict
+from lifelong.learn.train import fit
 
 MODEL = "demand_forecaster"
 Raw = dict[date, tuple[Tensor, Tensor]]  # day -> windows in the data's units

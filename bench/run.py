@@ -83,10 +83,11 @@ BENCHES: dict[str, Callable[[bool], Report]] = {
     "cl_split": _cl("split"),
     "cl_permuted": _cl("permuted"),
     "gpu": _module("gpu"),
+    "drift_calibration": _module("drift_calibration"),
 }
 RUN_ORDER = (
     "daily_profile", "day_ahead", "daily_vs_retrain", "task_addition", "state_size", "fisher", "gpu", "cl_permuted",
-    "cl_split",
+    "cl_split", "drift_calibration",
 )  # fmt: skip
 
 

@@ -36,10 +36,11 @@ from bench.common import Report, md_table
 from lifelong.config import ModelSpec, load_params
 from lifelong.data import sources, windows
 from lifelong.learn import metrics
+from lifelong.learn.metrics import predict
 from lifelong.learn.models import task_kind
 from lifelong.learn.state import LearnerState
 from lifelong.learn.strategies import make_strategy
-from lifelong.learn.train import consolidate, fit, predict
+from lifelong.learn.train import consolidate, fit
 
 STRATEGIES = ("naive", "ewc", "online_ewc", "lwf", "replay", "ewc+replay", "joint")
 BENCHES = (("vibration_classifier", "vibration_sim, 5 machine types"), ("engine_classifier", "FordA -> FordB"))

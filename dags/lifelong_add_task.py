@@ -9,7 +9,7 @@ schema before the run starts.
 | task | what it does |
 | --- | --- |
 | `validate_ingest` | Great Expectations validates the task's landing file; a failing batch is quarantined and the run stops. |
-| `consolidate` | The exact per-sample Fisher of the champion on its latest task, folded into the online Fisher; anchors move to the champion's weights. On the `gpu` queue: the Fisher is 8x to 29x faster on a GPU (bench/RESULTS.md section 5). |
+| `consolidate` | The exact per-sample Fisher of the champion on its latest task, folded into the online Fisher; anchors move to the champion's weights. On the `gpu` queue: the Fisher is much faster on a GPU (bench/RESULTS.md section 5). |
 | `learn_task` | Train on the new task with the chosen strategy (EWC penalty, LwF distillation, replay), on the `gpu` queue. |
 | `evaluate_all` | Accuracy on every task seen so far: the new row of the accuracy matrix (heatmap in MLflow). |
 | `gate` | Promote only if the new task is learned and no earlier task drops past its tolerance. |
@@ -20,16 +20,15 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from lifelong.airflow.embedded import TASKS_POOL
-from lifelong.airflow.runtime import call, default_args, project_env
-from lifelong.config import load_params
-from lifelong.pipeline import STRATEGIES
+from lifelong.airflow.decision_tasks import gate_then_promote_or_reject
+from lifelong.airflow.task_runtime import call, default_args, project_env
+from lifelong.config import STRATEGIES, TASKS_POOL, load_params
 
 project_env()
 _params = load_params()
 _classifiers = sorted(n for n, m in _params.models.items() if _params.dataset(m.dataset).kind == "classify")
 _tasks = sorted({t for m in _classifiers for t in _params.dataset(_params.models[m].dataset).tasks})
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # no path separators, no shell metacharacters
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(?![\s\S])"  # the whole value (a "$" lets "M1\n" in): no "/", no shell
 
 
 @dag(
@@ -56,8 +55,8 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # no path separators, no shell met
         "file": Param(
             None,
             type=["null", "string"],
-            pattern=r"^[^;&|`$<>]*$",
-            description="Landing file; default data/landing/<dataset>/<task>.parquet.",
+            pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}){0,7}(?![\s\S])",
+            description="A file of data/landing/<dataset>/ (its name, or a path below it without ..); default <task>.parquet.",
         ),
         "strategy": Param(
             "ewc+replay", type="string", enum=list(STRATEGIES), description="Continual-learning strategy."
@@ -70,8 +69,6 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # no path separators, no shell met
     },
 )
 def lifelong_add_task():
-    from lifelong import pipeline
-
     def _form() -> tuple[str, str, dict]:
         p = get_current_context()["params"]
         overrides = {k: p.get(k) for k in ("strategy", "ewc_lambda", "epochs", "replay_capacity")}
@@ -81,44 +78,25 @@ def lifelong_add_task():
     def validate_ingest() -> dict:
         ctx = get_current_context()
         model, name, _ = _form()
-        return call(pipeline.ingest_task, model, name, file=ctx["params"].get("file"), context=ctx)
+        return call("tasks.ingest_task", model, name, file=ctx["params"].get("file"), context=ctx)
 
     @task(queue="gpu", pool=TASKS_POOL)
     def consolidate(ingest: dict) -> dict:
         model, name, overrides = _form()
-        return call(pipeline.consolidate, model, name, overrides=overrides, context=get_current_context())
+        return call("tasks.consolidate", model, name, ingest, overrides=overrides, context=get_current_context())
 
     @task(queue="gpu", pool=TASKS_POOL)
     def learn_task(consolidation: dict) -> dict:
         model, name, overrides = _form()
-        return call(pipeline.learn_task, model, name, consolidation, overrides=overrides, context=get_current_context())
+        return call("tasks.learn_task", model, name, consolidation, overrides=overrides, context=get_current_context())
 
     @task
     def evaluate_all(candidate: dict) -> dict:
         model, _, _ = _form()
-        return call(pipeline.evaluate_all, model, candidate, context=get_current_context())
+        return call("tasks.evaluate_all", model, candidate, context=get_current_context())
 
-    @task.branch
-    def gate(evaluation: dict) -> str:
-        ctx = get_current_context()
-        model, _, _ = _form()
-        decision = call(pipeline.gate, model, evaluation, context=ctx)
-        ctx["ti"].xcom_push(key="decision", value=decision)
-        return "promote" if decision["approved"] else "reject"
-
-    @task(pool=TASKS_POOL)
-    def promote() -> dict:
-        ctx = get_current_context()
-        model, _, _ = _form()
-        return call(pipeline.promote, model, ctx["ti"].xcom_pull(task_ids="gate", key="decision"), context=ctx)
-
-    @task(pool=TASKS_POOL)
-    def reject() -> dict:
-        ctx = get_current_context()
-        model, _, _ = _form()
-        return call(pipeline.reject, model, ctx["ti"].xcom_pull(task_ids="gate", key="decision"), context=ctx)
-
-    gate(evaluate_all(learn_task(consolidate(validate_ingest())))) >> [promote(), reject()]
+    evaluation = evaluate_all(learn_task(consolidate(validate_ingest())))
+    gate_then_promote_or_reject(evaluation, model_of=lambda ctx: ctx["params"]["model"], pool=TASKS_POOL)
 
 
 lifelong_add_task()

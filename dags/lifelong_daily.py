@@ -6,15 +6,17 @@ catch-up, one run at a time, in date order.
 
 | task | what it does |
 | --- | --- |
-| `validate_ingest` | Great Expectations validates the day's landing file; a failing batch is quarantined with its report and the run stops here (no retry). A good batch is appended to the DVC-versioned store. |
+| `validate_ingest` | Great Expectations validates the day's landing file; a failing batch is quarantined with its report and the run stops here (no retry). A good batch is stored as a new DVC data version, which every later task reads. |
 | `check_drift` | KS / PSI per feature against the reference window, and the champion's error on the new day against its history. Severe drift is logged (a task addition may be due); it does not block. |
 | `update` | Test-then-train: the champion is updated on the previous day (plus replay), on the `gpu` queue, in the model's one-slot pool. Logged to MLflow as a candidate version. |
 | `evaluate` | Candidate and champion scored on the new day and on the retention set. |
 | `gate` | Promote only if no metric regresses past its tolerance in `params.yaml`. |
-| `promote` / `reject` | Move the `champion` alias (keeping `previous`), or tag the candidate rejected with the reason. |
+| `promote` / `reject` | Move the `champion` alias (keeping `previous`), or tag the candidate rejected with the reason. Either writes the version's model card (its MLflow description). |
+| `watch` | After either (or a skipped update), never on a quarantined day: the champion and the version before it (in shadow) scored on the new day; after `rollback.days` consecutive days worse by more than `rollback.tolerance_pct`, `champion` moves back automatically (audit `trigger=auto:...`, the demoted version tagged `rolled_back`, an alert). |
 | `report` | Always runs: the day's summary under `.lifelong/reports/<model>/daily/`. |
 
-Nothing here holds logic: every task is one call into `lifelong.pipeline`.
+Nothing here holds logic: every task is one call into `lifelong.steps`. Quarantine, rejection, severe
+drift, an automatic rollback and a task's final failure send an alert when `LIFELONG_ALERT_WEBHOOK` is set.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from datetime import datetime
 
 from airflow.sdk import Asset, dag, get_current_context, task
 
-from lifelong.airflow.embedded import pool_name
-from lifelong.airflow.runtime import call, default_args, project_env
-from lifelong.config import load_params
+from lifelong.airflow.decision_tasks import gate_then_promote_or_reject
+from lifelong.airflow.task_runtime import call, default_args, project_env
+from lifelong.config import load_params, pool_name
 
 
 def _date(value: str | None) -> datetime | None:
@@ -49,60 +51,47 @@ def daily_dag(model: str, dataset: str, start: str, end: str | None):
         tags=["lifelong", "daily", model],
     )
     def lifelong_daily():
-        from lifelong import pipeline
-
         @task(outlets=[data_asset])
         def validate_ingest() -> dict:
             ctx = get_current_context()
-            return call(pipeline.validate_ingest, model, ctx["ds"], context=ctx)
+            return call("daily.validate_ingest", model, ctx["ds"], context=ctx)
 
         @task
         def check_drift(ingest: dict) -> dict:
             ctx = get_current_context()
-            return call(pipeline.check_drift, model, ctx["ds"], context=ctx)
+            return call("daily.check_drift", model, ctx["ds"], ingest, context=ctx)
 
         @task(queue="gpu", pool=pool)
-        def update(drift: dict) -> dict:
+        def update(ingest: dict, drift: dict) -> dict:
             ctx = get_current_context()
-            return call(pipeline.update, model, ctx["ds"], drift=drift, context=ctx)
+            return call("daily.update", model, ctx["ds"], ingest, drift=drift, context=ctx)
 
         @task
         def evaluate(candidate: dict) -> dict:
             ctx = get_current_context()
-            return call(pipeline.evaluate, model, ctx["ds"], candidate, context=ctx)
+            return call("daily.evaluate", model, ctx["ds"], candidate, context=ctx)
 
-        @task.branch
-        def gate(evaluation: dict) -> str:
+        # after promote or reject, or a skipped update; not after a failure upstream (a quarantined day)
+        @task(pool=pool, trigger_rule="none_failed")
+        def watch(ingest: dict) -> dict:
             ctx = get_current_context()
-            decision = call(pipeline.gate, model, evaluation, context=ctx)
-            ctx["ti"].xcom_push(key="decision", value=decision)
-            return "promote" if decision["approved"] else "reject"
-
-        @task(pool=pool, outlets=[model_asset])
-        def promote() -> dict:
-            ctx = get_current_context()
-            decision = ctx["ti"].xcom_pull(task_ids="gate", key="decision")
-            return call(pipeline.promote, model, decision, context=ctx)
-
-        @task(pool=pool)
-        def reject() -> dict:
-            ctx = get_current_context()
-            decision = ctx["ti"].xcom_pull(task_ids="gate", key="decision")
-            return call(pipeline.reject, model, decision, context=ctx)
+            return call("watch.watch", model, ctx["ds"], ingest, context=ctx)
 
         @task(trigger_rule="all_done", retries=0)
         def report() -> dict:
             ctx = get_current_context()
             ti = ctx["ti"]
-            names = ["validate_ingest", "check_drift", "update", "evaluate", "promote", "reject"]
+            names = ["validate_ingest", "check_drift", "update", "evaluate", "promote", "reject", "watch"]
             results = {name: ti.xcom_pull(task_ids=name) for name in names}
             results["gate"] = ti.xcom_pull(task_ids="gate", key="decision")
-            return call(pipeline.report, model, ctx["ds"], results, context=ctx)
+            return call("daily.report", model, ctx["ds"], results, context=ctx)
 
-        decided = gate(evaluate(update(check_drift(validate_ingest()))))
-        outcome = [promote(), reject()]
-        decided >> outcome
-        outcome >> report()
+        ingest = validate_ingest()
+        evaluation = evaluate(update(ingest, check_drift(ingest)))
+        outcome = gate_then_promote_or_reject(evaluation, model_of=lambda _: model, pool=pool, outlets=[model_asset])
+        watched = watch(ingest)
+        outcome >> watched
+        [*outcome, watched] >> report()
 
     return lifelong_daily()
 

@@ -23,7 +23,7 @@ auth.write_text(json.dumps({os.environ.get("AIRFLOW_ADMIN_USER", "admin"): os.en
 auth.chmod(0o600)
 PY
 # the pools as lifelong names them (one per model in params.yaml, plus task additions)
-python -m lifelong.airflow.embedded pools > "$pools"
+python -m lifelong.airflow.embedded_runner pools > "$pools"
 airflow pools import "$pools"
 
 if [[ -n "${AWS_ENDPOINT_URL:-}" ]]; then

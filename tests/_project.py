@@ -12,6 +12,20 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
+def quick_forecaster(raw: dict, *, warmup: int, epochs: int = 2, model: str = "demand_forecaster") -> dict:
+    """params.yaml's day-ahead forecaster made quick to warm up in a test: the 1-day lag only (no week of
+    history needed before the first sample) and a half-day input history; ``warmup`` days for the first model.
+
+    The weekly naive forecast still needs a week of history: before that a day is scored without it.
+    """
+    spec = raw["models"][model]
+    raw["datasets"][spec["dataset"]]["lags"] = ["1d"]
+    spec["architecture"].update({"in_channels": spec["architecture"]["in_channels"] - 1, "length": 74})
+    spec["warmup_days"] = warmup
+    spec["train"]["epochs"] = epochs
+    return spec
+
+
 def point_at(project: Path, mp: pytest.MonkeyPatch) -> None:
     """Make lifelong (settings, stores, cwd) use ``project`` until ``mp`` is undone."""
     mp.setenv("LIFELONG_PROJECT_DIR", str(project))

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from lifelong.learn.state import LearnerState
 
 STATE_DIR, MODEL_DIR = "state", "model"
-# explicit, so MLflow never infers requirements (5-7 s a call, and it would pin the local +cpu build)
+# explicit, so MLflow never infers requirements (seconds a call, and it would pin the local +cpu build)
 PIP_REQUIREMENTS_PACKAGES = ("torch", "numpy", "safetensors")
 
 
@@ -178,7 +178,7 @@ def log_model(state: LearnerState, input_example: np.ndarray) -> Any:
         input_example=example,
         pip_requirements=pip_requirements(),
         serialization_format="pt2",
-        # pt2 ignores extra kwargs; skipping MLflow's reload-and-predict check saves ~0.5-1 s a call
+        # pt2 ignores extra kwargs; skipping MLflow's reload-and-predict check saves a model load per call
         validate_serving_input=False,
     )
 

@@ -47,7 +47,8 @@ def _now() -> tuple[str, int]:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="microseconds"), ns
 
 
-def _find(client: MlflowClient, experiment_id: str, key: str) -> dict[str, Any] | None:
+def find(client: MlflowClient, experiment_id: str, key: str) -> dict[str, Any] | None:
+    """The event recorded under ``key``, if any."""
     runs = client.search_runs([experiment_id], filter_string=f"tags.key = '{key}'", max_results=1)
     return _event(runs[0]) if runs else None
 
@@ -67,7 +68,7 @@ def record(
     """Append one event (unless one with ``key`` exists: then return that one)."""
     if event not in EVENTS:
         raise ValueError(f"unknown audit event {event!r}")
-    existing = _find(client, experiment_id, key)
+    existing = find(client, experiment_id, key)
     if existing is not None:
         return existing
     stamp, ns = _now()

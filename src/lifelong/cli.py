@@ -1,7 +1,7 @@
 """``lifelong ...``: every step by hand, plus demo, status, history and rollback.
 
-Each command is a thin wrapper over a function in ``lifelong.pipeline`` (or the module that
-owns the step). Results go to stdout as JSON; a refusal is one line on stderr and a
+Each command is a thin wrapper over a step of ``lifelong.steps`` (or the module that owns
+the action). Results go to stdout as JSON; a refusal is one line on stderr and a
 non-zero exit, never a traceback (set ``LIFELONG_DEBUG=1`` to see one).
 """
 
@@ -23,7 +23,7 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
-# ----------------------------------------------------------------- data commands (issue 3)
+# ----------------------------------------------------------------- data commands
 
 
 def _date(text: str) -> Any:
@@ -57,18 +57,23 @@ def _ingest(args: argparse.Namespace) -> Any:
 
 
 def _data_checkout(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
     from lifelong.data import store
 
+    if args.in_place and not args.yes:
+        raise LifelongError("--in-place rewinds data/ and data.dvc for every model: add --yes to confirm")
+    where = {"to": Path(args.to) if args.to else None, "in_place": args.in_place}
     if args.model_version is not None:
         from lifelong import registry
 
         if not args.model:
             raise LifelongError("--model-version needs --model NAME")
         version = registry.data_version_of(args.model, args.model_version)
-        return {"model": args.model, "model_version": args.model_version, **store.checkout(version)}
+        return {"model": args.model, "model_version": args.model_version, **store.checkout(version, **where)}
     if not args.version:
         raise LifelongError("give --version MD5, or --model NAME --model-version N")
-    return store.checkout(args.version)
+    return store.checkout(args.version, **where)
 
 
 def _data_status(args: argparse.Namespace) -> Any:
@@ -97,16 +102,27 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("data", help="the versioned data store")
     data = p.add_subparsers(dest="data_command", required=True)
-    q = data.add_parser("checkout", help="restore exactly the rows of a recorded data version")
+    q = data.add_parser(
+        "checkout",
+        help="restore exactly the files of a recorded data version into a folder (data/ and data.dvc untouched)",
+    )
     q.add_argument("--version", help="the data version (md5 in data.dvc, as ingest prints it)")
     q.add_argument("--model", help="with --model-version: restore the data that model version was trained on")
     q.add_argument("--model-version", help="a registered version of --model (its lineage names the data version)")
+    where = q.add_mutually_exclusive_group()
+    where.add_argument(
+        "--to",
+        metavar="DIR",
+        help="where to restore it (default: <home>/checkouts/<md5>/, home being $LIFELONG_HOME or .lifelong/)",
+    )
+    where.add_argument("--in-place", action="store_true", help="rewind the live store (data/ and data.dvc) instead")
+    q.add_argument("--yes", action="store_true", help="confirm --in-place")
     q.set_defaults(handler=_data_checkout)
     q = data.add_parser("status", help="the current data version and what the store holds")
     q.set_defaults(handler=_data_status)
 
 
-# ----------------------------------------------------------------- registry commands (issue 4)
+# ----------------------------------------------------------------- registry commands
 
 
 def _add_registry_commands(sub: argparse._SubParsersAction) -> None:
@@ -114,9 +130,13 @@ def _add_registry_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("history", help="every promotion, rejection and rollback of a model, oldest first")
     p.add_argument("model", help="registered model name (as in params.yaml)")
     p.set_defaults(handler=_history)
-    p = sub.add_parser("rollback", help="point the champion alias back (default: at the previous champion)")
+    p = sub.add_parser(
+        "rollback",
+        help="point the champion alias back (default: the newest older version that served and was never "
+        "rolled back, from the audit history); the version rolled away from is tagged rolled_back",
+    )
     p.add_argument("model", help="registered model name (as in params.yaml)")
-    p.add_argument("--to", metavar="VERSION", help="the version to serve (default: the `previous` alias)")
+    p.add_argument("--to", metavar="VERSION", help="the version to serve (an approved one, never a rolled_back one)")
     p.add_argument("--reason", default="manual rollback", help="why; recorded in the audit history")
     p.set_defaults(handler=_rollback)
 
@@ -128,48 +148,48 @@ def _history(args: argparse.Namespace) -> Any:
 
 
 def _rollback(args: argparse.Namespace) -> Any:
-    import getpass
+    from lifelong.steps import decide
 
-    from lifelong import registry
-
-    try:
-        user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
-        user = "unknown"
-    return registry.rollback(args.model, to=args.to, trigger=f"cli:{user}", reason=args.reason)
+    return decide.rollback(args.model, to=args.to, reason=args.reason)
 
 
-# ----------------------------------------------------------------- pipeline commands (issue 5)
+# ----------------------------------------------------------------- pipeline commands
 
 
 def _run_day(args: argparse.Namespace) -> dict:
-    from lifelong import pipeline
+    from lifelong.steps import run
 
-    return pipeline.run_day(args.model, args.date, file=args.file)
+    return run.run_day(args.model, args.date, file=args.file)
 
 
 def _add_task(args: argparse.Namespace) -> dict:
-    from lifelong import pipeline
+    from lifelong.steps import run
 
     overrides = {"strategy": args.strategy, "ewc_lambda": args.ewc_lambda, "epochs": args.epochs}
-    return pipeline.run_task(args.model, args.task, file=args.file, overrides=overrides)
+    return run.run_task(args.model, args.task, file=args.file, overrides=overrides)
 
 
 def _step(args: argparse.Namespace) -> dict:
-    """One daily step, its input and output as JSON files (what dvc.yaml's stages run)."""
+    """One daily step, its input and output as JSON files (what dvc.yaml's stages run).
+
+    Each step is handed the previous one's output, so the data version recorded by ``validate``
+    is the one ``update`` trains on and ``evaluate`` scores.
+    """
     from pathlib import Path
 
-    from lifelong import pipeline
+    from lifelong.steps import daily
 
-    given = json.loads(Path(args.input).read_text()) if args.input else {}
+    given = json.loads(Path(args.input).read_text()) if args.input else None
+    if args.step != "validate" and not given:
+        raise LifelongError(f"step {args.step} needs --input: the previous step's JSON output")
     if args.step == "validate":
-        result = pipeline.validate_ingest(args.model, args.date)
+        result = daily.validate_ingest(args.model, args.date)
         # only what identifies the data: timings and report paths would make DVC rerun everything downstream
         result = {k: result[k] for k in ("dataset", "partition", "rows", "data_version")}
     elif args.step == "update":
-        result = pipeline.update(args.model, args.date)
+        result = daily.update(args.model, args.date, given)
     else:
-        result = pipeline.evaluate(args.model, args.date, given)
+        result = daily.evaluate(args.model, args.date, given)
         result = {**result["candidate"], **{f"champion_{k}": v for k, v in (result["champion"] or {}).items()}}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +204,7 @@ def _demo(args: argparse.Namespace) -> dict:
 
 
 def _dag(args: argparse.Namespace) -> list[dict]:
-    from lifelong.airflow.embedded import run_dag
+    from lifelong.airflow.embedded_runner import run_dag
 
     conf = json.loads(args.conf) if args.conf else None
     return run_dag(args.dag_id, args.dates or [None], conf=conf)
@@ -197,9 +217,9 @@ def _ui(args: argparse.Namespace) -> None:
 
 
 def _status(args: argparse.Namespace) -> dict:
-    from lifelong import pipeline
+    from lifelong.steps import run
 
-    return pipeline.status()
+    return run.status()
 
 
 def _add_pipeline_commands(sub: argparse._SubParsersAction) -> None:

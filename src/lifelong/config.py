@@ -120,9 +120,14 @@ class TrainSpec:
     device: str = "auto"
 
 
+StrategyName = Literal["naive", "ewc", "online_ewc", "lwf", "replay", "ewc+replay", "lwf+replay"]
+# the one list of strategy names: the trigger form's choices, the CLI's, and make_strategy's
+STRATEGIES: tuple[str, ...] = typing.get_args(StrategyName)
+
+
 @dataclass(frozen=True)
 class StrategySpec:
-    name: Literal["naive", "ewc", "online_ewc", "lwf", "replay", "ewc+replay", "lwf+replay"] = "replay"
+    name: StrategyName = "replay"
     ewc_lambda: float = 100.0
     # online EWC decay: F <- gamma * F_old + F_new
     gamma: float = 1.0
@@ -146,6 +151,25 @@ class GateSpec:
 
     value: dict[str, dict[str, float]] = field(default_factory=dict)
     change: dict[str, dict[str, float]] = field(default_factory=dict)
+    # forecasters: refuse a candidate whose day-ahead MAE is worse than the weekly seasonal naive's on
+    # the same targets (MASE > 1) by more than this many percent; None turns the check off
+    naive_tolerance_pct: float | None = 0.0
+
+
+@dataclass(frozen=True)
+class RollbackSpec:
+    """Automatic rollback (the daily ``watch`` step): off unless ``enabled``.
+
+    Each day the serving champion and the version before it (in shadow) are scored on the new
+    day; when the champion's ``metric`` is worse than the shadow's by more than ``tolerance_pct``
+    on ``days`` consecutive days, ``champion`` moves back to the shadow. The metric is an error
+    (lower is better).
+    """
+
+    enabled: bool = False
+    tolerance_pct: float = 5.0
+    days: int = 3
+    metric: str = "mae"
 
 
 @dataclass(frozen=True)
@@ -156,9 +180,11 @@ class ModelSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
     strategy: StrategySpec = field(default_factory=StrategySpec)
     gate: GateSpec = field(default_factory=GateSpec)
-    # forecasters: how many days of history feed the first training and the evaluation window
+    rollback: RollbackSpec = field(default_factory=RollbackSpec)
+    # forecasters: how many days of history feed the first training
     warmup_days: int = 7
-    eval_days: int = 1
+    # forecasters: an update learns every stored day after the champion's last one, at most this many
+    max_catchup_days: int = 14
     # the daily DAG's schedule window (ISO dates); catch-up runs every missed day in order
     start_date: str = "2024-01-01"
     end_date: str | None = None
@@ -179,6 +205,22 @@ class DriftSpec:
     psi_epsilon: float = 0.0001
     # fewest past errors of the champion before its error on the new day is judged
     error_min_history: int = 3
+    # How a day with a day column is tested (``lifelong.drift``): "days" compares the day's
+    # profile with similar reference days and calibrates the threshold on the reference days
+    # themselves; "rows" is the row-level KS / PSI (always used without a day column).
+    method: Literal["days", "rows"] = "days"
+    # "days": the level of each feature's test (Bonferroni over features); a drifted feature is
+    # severe from this distance (a multiple of the reference days' median) when it drifted on
+    # the severe_days - 1 days before too; the fewest reference days to calibrate on; which
+    # reference days a day is compared with
+    day_alpha: float = 0.01
+    severe_ratio: float = 3.0
+    severe_days: int = 2
+    min_reference_days: int = 7
+    similar_days: Literal["auto", "weekday", "daytype", "all"] = "auto"
+    # Page-Hinkley on the champion's log error (robust sd units): allowed slack and alarm level
+    error_ph_delta: float = 0.5
+    error_ph_lambda: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -220,6 +262,17 @@ class Params:
         if name not in self.datasets:
             raise ConfigError(f"datasets.{name}: no such dataset (known: {', '.join(sorted(self.datasets))})")
         return self.datasets[name]
+
+
+# --------------------------------------------------------------------------- Airflow pools
+
+# model-changing steps of a model never overlap: one single-slot pool per model, one for task additions
+TASKS_POOL = "lifelong__tasks"
+
+
+def pool_name(model: str) -> str:
+    """The one-slot pool that serializes every model-changing step of ``model``."""
+    return f"lifelong__{model}"
 
 
 # --------------------------------------------------------------------------- loader
@@ -436,10 +489,6 @@ class Settings:
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
-
-    @property
-    def audit_log(self) -> Path:
-        return self.home / "audit.jsonl"
 
     @property
     def dvc_remote(self) -> Path:

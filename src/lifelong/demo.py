@@ -45,7 +45,7 @@ def _outcome(result: dict) -> str:
 
 def run_daily(days: int, start: date | None = None) -> list[dict]:
     """Land ``days`` days of the forecaster's data and run the daily DAG for each, in order."""
-    from lifelong.airflow.embedded import run_dag
+    from lifelong.airflow.embedded_runner import run_dag
     from lifelong.data import landing
 
     params = load_params()
@@ -60,15 +60,19 @@ def run_daily(days: int, start: date | None = None) -> list[dict]:
     def show(result: dict) -> None:
         summary = _day_summary(result["logical_date"])
         rows.append(summary)
-        mae = f"{summary['mae']:.1f}" if summary.get("mae") is not None else "-"
         _say(
-            f"  day {len(rows):>3}/{days}  {result['logical_date']}  {summary['outcome']:<11} MAE {mae:>8}"
+            f"  day {len(rows):>3}/{days}  {result['logical_date']}  {summary['outcome']:<11} "
+            f"MAE {_mw(summary.get('mae'))}  weekly naive {_mw(summary.get('naive_mae'))}"
             f"  champion v{summary.get('champion') or '-'}"
         )
 
     _say(f"running lifelong_daily__{FORECASTER} for {days} days through Airflow ...")
     run_dag(f"lifelong_daily__{FORECASTER}", dates, on_result=lambda r: show({**r, **_with_outcome(r)}))
     return rows
+
+
+def _mw(value: float | None) -> str:
+    return f"{value:8.1f}" if value is not None else f"{'-':>8}"
 
 
 def _with_outcome(result: dict) -> dict:
@@ -88,6 +92,7 @@ def _day_summary(day: str) -> dict:
         "date": day,
         "outcome": outcome,
         "mae": candidate.get("mae"),
+        "naive_mae": candidate.get("weekly_naive_mae"),
         "champion_mae": (evaluation.get("champion") or {}).get("mae"),
         "champion": report.get("champion"),
         "reason": gate.get("reason"),
@@ -97,7 +102,7 @@ def _day_summary(day: str) -> dict:
 def run_tasks(tasks: list[str], epochs: int | None) -> list[dict]:
     """Land the classifier's tasks and run the task-addition DAG for each one not yet learned."""
     from lifelong import registry
-    from lifelong.airflow.embedded import run_dag
+    from lifelong.airflow.embedded_runner import run_dag
     from lifelong.data import landing
 
     spec = load_params().model(CLASSIFIER)
@@ -105,7 +110,7 @@ def run_tasks(tasks: list[str], epochs: int | None) -> list[dict]:
     known: list[str] = []
     champion = registry.champion(CLASSIFIER)
     if champion:
-        known = registry.load_state_of(CLASSIFIER, champion).extra.get("tasks", [])
+        known = registry.load_state_of(CLASSIFIER, champion).tasks
     results = []
     for task in tasks:
         if task in known:
@@ -135,10 +140,17 @@ def summary(daily: list[dict]) -> str:
     )
     maes = [d for d in daily if d.get("mae") is not None]
     if maes:
-        lines.append("MAE trend (candidate, next-day, MW):")
+        lines.append("day-ahead MAE (candidate, MW) beside copying last week (weekly naive, same targets):")
         step = max(1, len(maes) // 10)
         for d in maes[::step] + ([maes[-1]] if (len(maes) - 1) % step else []):
-            lines.append(f"  {d['date']}  {d['mae']:8.1f}  {d['outcome']}")
+            lines.append(f"  {d['date']}  {_mw(d['mae'])}  naive {_mw(d.get('naive_mae'))}  {d['outcome']}")
+        both = [d for d in maes if d.get("naive_mae")]
+        if both:
+            model, naive = (sum(d[k] for d in both) / len(both) for k in ("mae", "naive_mae"))
+            lines.append(
+                f"  over the {len(both)} days with both: model {model:.1f} MW, weekly naive {naive:.1f} MW "
+                f"(MASE {model / naive:.3f})"
+            )
     champion = registry.champion(CLASSIFIER)
     if champion:
         matrix = registry.read_json(CLASSIFIER, champion, "eval/accuracy_matrix.json")

@@ -6,6 +6,9 @@ threshold, both keyed by metric name (``mae``, ``retention_mae``, ``accuracy``,
 
 * **value** thresholds bound the candidate alone: ``{"mae": {"max": 900}}``,
   ``{"accuracy": {"min": 0.6}}``. They always apply, so the very first model is judged too.
+* a forecaster's day-ahead MASE (its MAE over the weekly seasonal naive's on the same targets)
+  may not exceed ``1 + naive_tolerance_pct / 100``: a model that loses to copying last week is
+  refused (``naive_tolerance_pct: null`` turns this off);
 * **change** thresholds bound the candidate against the champion, measured on the same
   data: ``max_increase_pct``, ``max_increase`` (for errors), ``max_drop``,
   ``max_drop_pct`` (for accuracies; ``max_drop: 0.05`` is "no more than 5 points" for an
@@ -25,6 +28,8 @@ True
 (False, 'rejected: mae +10.00% > 2% allowed')
 >>> d.deltas
 {'mae': 80.0}
+>>> decide({"mae": 800.0, "mase": 1.07}, None, spec).reason
+'rejected: worse than the weekly seasonal naive forecast (mase 1.07 > max 1)'
 >>> acc = GateSpec(change={"task_acc/*": {"max_drop": 0.05}})
 >>> decide({"task_acc/A": 0.80, "task_acc/B": 0.9}, {"task_acc/A": 0.90}, acc).reason
 'rejected: task_acc/A dropped 0.1 > 0.05 allowed'
@@ -127,6 +132,12 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, gate:
         for metric in _expand(pattern, set(candidate)):
             for bound, limit in bounds.items():
                 checks.append(_value_check(metric, bound, limit, candidate.get(metric)))
+    if gate.naive_tolerance_pct is not None and "mase" in candidate:
+        limit = 1.0 + gate.naive_tolerance_pct / 100.0
+        check = _value_check("mase", "max", limit, candidate.get("mase"))
+        if not check["passed"]:
+            check["detail"] = f"worse than the weekly seasonal naive forecast ({check['detail']})"
+        checks.append(check)
     if champion is not None:
         for pattern, bounds in gate.change.items():
             for metric in _expand(pattern, set(champion)):

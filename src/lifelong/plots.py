@@ -70,6 +70,23 @@ def forecast_vs_actual(
     return fig
 
 
+def daily_errors(history: Sequence[Mapping[str, Any]], title: str = "day-ahead MAE per day") -> Figure:
+    """The model's daily MAE beside the weekly seasonal naive's, from a state's update history."""
+    days = [h for h in history if h.get("date") and h.get("mae") is not None]
+    fig = _figure(8.0, 3.6)
+    ax = fig.add_subplot()
+    xs = [np.datetime64(h["date"]) for h in days]
+    ax.plot(xs, [h["mae"] for h in days], label="model", color="tab:orange", linewidth=1.5)
+    naive = [(x, h["weekly_naive_mae"]) for x, h in zip(xs, days, strict=True) if h.get("weekly_naive_mae") is not None]
+    if naive:
+        ax.plot([x for x, _ in naive], [v for _, v in naive], label="weekly naive", color="grey", linewidth=1.0)
+    ax.set(ylabel="MAE", title=title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    return fig
+
+
 def accuracy_matrix(matrix: Sequence[Sequence[float]], tasks: Sequence[str]) -> Figure:
     """Heatmap of ``matrix[i][j]``: accuracy on task j after training on task i (ragged rows allowed)."""
     n = max(len(tasks), max((len(r) for r in matrix), default=0))

@@ -2,7 +2,8 @@
 
 Every model change is one MLflow run in the experiment named after the model, and one
 registered model version. The alias ``champion`` is the one thing that says which version
-serves; ``previous`` names the one it replaced. Aliases, never the deprecated stages.
+serves; ``previous`` names the one a rollback would go back to (after a promotion: the one it
+replaced). Aliases, never the deprecated stages.
 
 What a run holds (state, model, plots, params, metrics, dataset input) and how it is read
 back safely is :mod:`lifelong.artifacts`; the gate's decision is :mod:`lifelong.gate`; the
@@ -31,9 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lifelong import artifacts, audit, faults
-from lifelong.config import load_settings
+from lifelong.config import load_settings, params_hash
 from lifelong.errors import RegistryError
-from lifelong.gate import GateDecision, decide
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,18 +41,20 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from lifelong.config import ArchitectureSpec
+    from lifelong.config import ArchitectureSpec, ModelSpec
+    from lifelong.gate import GateDecision
     from lifelong.learn.state import LearnerState
 
 __all__ = [
-    "Candidate", "GateDecision", "Lineage", "champion", "decide", "find_candidate", "git_commit", "history",
+    "Candidate", "Lineage", "champion", "find_candidate", "git_commit", "history",
     "load_state_from_run", "load_state_of", "log_candidate", "log_figures", "log_json", "log_metrics",
-    "log_state_run", "promote", "read_json", "reject", "rollback",
+    "log_state_run", "promote", "read_json", "reject", "rollback", "fallback",
 ]  # fmt: skip
 
 CHAMPION, PREVIOUS = "champion", "previous"
+ROLLED_BACK = "rolled_back"  # the validation_status of a version a rollback demoted
 STATE_DIR, MODEL_DIR = artifacts.STATE_DIR, artifacts.MODEL_DIR
-_SAFE = re.compile(r"^[A-Za-z0-9_.:/@+=-]{1,250}$")
+_SAFE = re.compile(r"[A-Za-z0-9_.:/@+=-]{1,250}")  # always fullmatch: "name\n" is not a name
 
 
 # --------------------------------------------------------------------------- lineage
@@ -89,6 +91,21 @@ class Lineage:
     dag_run_id: str | None = None
     logical_date: str | None = None
     try_number: int | None = None
+
+    @classmethod
+    def of(cls, run: Any, spec: ModelSpec, data_version: str, device: str) -> Lineage:
+        """The lineage of a model trained from ``spec`` on ``data_version`` by ``run`` (a step's RunInfo)."""
+        return cls(
+            dataset=spec.dataset,
+            data_version=data_version,
+            git_commit=git_commit(),
+            params_hash=params_hash(spec),
+            device=device,
+            dag_id=run.dag_id,
+            dag_run_id=run.dag_run_id,
+            logical_date=run.logical_date,
+            try_number=run.try_number,
+        )
 
     def tags(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
@@ -145,8 +162,10 @@ def _experiment(client: MlflowClient, name: str) -> str:
 
 
 def _check(what: str, value: str) -> str:
-    if not _SAFE.match(value):
+    if not isinstance(value, str) or not _SAFE.fullmatch(value):
         raise RegistryError(f"{what} {value!r}: use letters, digits and _.:/@+=- only (at most 250)")
+    if value.startswith("/") or ".." in value.split("/"):
+        raise RegistryError(f"{what} {value!r}: no '..' path segment and no leading '/'")
     return value
 
 
@@ -177,6 +196,16 @@ def _alias(client: MlflowClient, model_name: str, alias: str) -> str | None:
 def champion(model_name: str) -> str | None:
     """The version the ``champion`` alias names (None before the first promotion)."""
     return _alias(_client(), _check("model", model_name), CHAMPION)
+
+
+def previous(model_name: str) -> str | None:
+    """The version the ``previous`` alias names: where a rollback would go (None when nowhere)."""
+    return _alias(_client(), _check("model", model_name), PREVIOUS)
+
+
+def status_of(model_name: str, version: str | int) -> str | None:
+    """A version's ``validation_status`` (pending, approved, rejected, rolled_back, abandoned)."""
+    return _version(_client(), _check("model", model_name), version).tags.get("validation_status")
 
 
 def load_state_of(model_name: str, version: str | int) -> LearnerState:
@@ -319,7 +348,7 @@ def log_candidate(
 
 @contextmanager
 def _pinned_requirements_map() -> Iterator[None]:
-    """Spare ``log_model`` MLflow's scan of every installed distribution (~0.4 s in a fresh process).
+    """Spare ``log_model`` MLflow's scan of every installed distribution (slow in a fresh process).
 
     MLflow checks explicit pip requirements against the installed versions, and for that first
     maps the modules of every installed distribution. Ours are pinned to the installed versions
@@ -345,10 +374,10 @@ def _pinned_requirements_map() -> Iterator[None]:
             setattr(reqs, name, value)
 
 
-def _verify_upload(client: MlflowClient, run_id: str, digests: dict[str, str]) -> None:
-    """List the uploaded state and model back before anything calls them complete."""
+def _verify_upload(client: MlflowClient, run_id: str, digests: dict[str, str], *, with_model: bool = True) -> None:
+    """List the uploaded state (and model) back before anything calls them complete."""
     stored = {Path(f.path).relative_to(STATE_DIR).as_posix() for f in client.list_artifacts(run_id, STATE_DIR)}
-    model_files = {Path(f.path).name for f in client.list_artifacts(run_id, MODEL_DIR)}
+    model_files = {Path(f.path).name for f in client.list_artifacts(run_id, MODEL_DIR)} if with_model else {"MLmodel"}
     if not set(digests) <= stored or "MLmodel" not in model_files:
         raise RegistryError(f"run {run_id}: upload incomplete (state {sorted(stored)}, model {sorted(model_files)})")
 
@@ -396,9 +425,7 @@ def log_state_run(
         digests = artifacts.upload_state(client, run_id, state)
         for name, fig in (plots or {}).items():
             client.log_figure(run_id, fig, f"plots/{_check('plot', name)}.png")
-        stored = {Path(f.path).relative_to(STATE_DIR).as_posix() for f in client.list_artifacts(run_id, STATE_DIR)}
-        if not set(digests) <= stored:
-            raise RegistryError(f"run {run_id}: state upload incomplete")
+        _verify_upload(client, run_id, digests, with_model=False)
         client.set_tag(run_id, "artifacts_complete", "true")
     except BaseException:
         client.set_terminated(run_id, "FAILED")
@@ -410,15 +437,26 @@ def log_state_run(
 # --------------------------------------------------------------------------- promotion, rejection, rollback
 
 
-def _audit(client: MlflowClient, **event: Any) -> dict[str, Any]:
-    """Record an event; a promotion or rejection is unique per (model, version, trigger), so a retry adds none."""
-    unique = time.time_ns() if event["event"] == "rollback" else ""
-    key = audit.event_key(event["event"], event["model"], event["version"], event["trigger"], unique)
+def _audit(client: MlflowClient, key: str | None = None, **event: Any) -> dict[str, Any]:
+    """Record an event; a promotion or rejection is unique per (model, version, trigger), so a retry adds none.
+
+    A manual rollback is unique per call; an automatic one passes its own ``key``.
+    """
+    if key is None:
+        unique = time.time_ns() if event["event"] == "rollback" else ""
+        key = audit.event_key(event["event"], event["model"], event["version"], event["trigger"], unique)
     return audit.record(client, _experiment(client, audit.AUDIT_EXPERIMENT), key=key, **event)
 
 
 def _stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _tag_decision(client: MlflowClient, model_name: str, version: str, status: str, decision: GateDecision) -> None:
+    """The gate's verdict on the version: its status, the reason, and the change of each metric."""
+    client.set_model_version_tag(model_name, version, "validation_status", status)
+    client.set_model_version_tag(model_name, version, "reason", decision.reason[:5000])
+    client.set_model_version_tag(model_name, version, "deltas", json.dumps(decision.deltas))
 
 
 def promote(model_name: str, version: str | int, decision: GateDecision, *, trigger: str) -> dict[str, Any]:
@@ -430,13 +468,11 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
         raise RegistryError(f"{model_name} v{version}: the gate did not approve it ({decision.reason})")
     if not _complete(mv):
         raise RegistryError(f"{model_name} v{version}: its artifacts are incomplete; refusing to promote it")
-    if mv.tags.get("validation_status") in ("rejected", "abandoned"):
+    if mv.tags.get("validation_status") in ("rejected", "abandoned", ROLLED_BACK):
         raise RegistryError(f"{model_name} v{version}: it is {mv.tags['validation_status']}; refusing to promote it")
     current = _alias(client, model_name, CHAMPION)
     # approved first: whatever step a crash interrupts, champion names a complete, approved version
-    client.set_model_version_tag(model_name, version, "validation_status", "approved")
-    client.set_model_version_tag(model_name, version, "reason", decision.reason[:5000])
-    client.set_model_version_tag(model_name, version, "deltas", json.dumps(decision.deltas))
+    _tag_decision(client, model_name, version, "approved", decision)
     faults.checkpoint("promote_alias")
     if current != version:
         if current is not None:
@@ -484,9 +520,7 @@ def reject(model_name: str, version: str | int, decision: GateDecision, *, trigg
     current = _alias(client, model_name, CHAMPION)
     if current == version:
         raise RegistryError(f"{model_name} v{version} is the champion; roll back before rejecting it")
-    client.set_model_version_tag(model_name, version, "validation_status", "rejected")
-    client.set_model_version_tag(model_name, version, "reason", decision.reason[:5000])
-    client.set_model_version_tag(model_name, version, "deltas", json.dumps(decision.deltas))
+    _tag_decision(client, model_name, version, "rejected", decision)
     client.set_model_version_tag(model_name, version, "rejected_at", _stamp())
     event = _audit(
         client, event="reject", model=model_name, version=version, from_version=current,
@@ -495,37 +529,162 @@ def reject(model_name: str, version: str | int, decision: GateDecision, *, trigg
     return {**event, "champion": current}
 
 
-def rollback(model_name: str, *, to: str | int | None = None, trigger: str, reason: str) -> dict[str, Any]:
-    """Point ``champion`` back (default: at ``previous``); ``previous`` then names the version rolled away from.
+def rollback(
+    model_name: str, *, to: str | int | None = None, trigger: str, reason: str, key: str | None = None
+) -> dict[str, Any]:
+    """Point ``champion`` back; the version rolled away from is tagged ``validation_status=rolled_back``.
 
-    Refuses a version that is rejected, incomplete, or was never approved by the gate.
+    The default target comes from the audit history, not from the ``previous`` alias: the newest
+    version older than the champion that served as champion and was never rolled back
+    (:func:`fallback`). So a second rollback goes further back, and a demoted version is never
+    re-instated, not even with ``to``. Afterwards ``previous`` names the version a next rollback
+    would go to (removed when there is none). Refuses a version that is rejected, rolled back,
+    incomplete or was never approved by the gate, and a rollback with nothing to go back to.
+
+    ``key`` makes the rollback happen once (the automatic one passes model, day and version):
+    when an event with that key is recorded already, nothing moves.
     """
     client = _client()
     _check("model", model_name)
+    if key is not None:
+        done = audit.find(client, _experiment(client, audit.AUDIT_EXPERIMENT), key)
+        if done is not None:
+            champ, prev = _alias(client, model_name, CHAMPION), _alias(client, model_name, PREVIOUS)
+            return {**done, "champion": champ, "previous": prev, "changed": False}
     current = _alias(client, model_name, CHAMPION)
-    target = str(to) if to is not None else _alias(client, model_name, PREVIOUS)
+    if current is None:
+        raise RegistryError(f"{model_name}: no previous champion to roll back to (no version has served yet)")
+    target = str(to) if to is not None else fallback(model_name, current)
     if target is None:
-        raise RegistryError(f"{model_name}: no previous champion to roll back to (pass --to VERSION)")
+        raise RegistryError(
+            f"{model_name}: no previous champion to roll back to from v{current} (no older version served "
+            "and was not rolled back since); promote a new candidate, or pass --to VERSION"
+        )
     mv = _version(client, model_name, target)
     status = mv.tags.get("validation_status")
     if status == "rejected":
         raise RegistryError(f"{model_name} v{target} was rejected by the gate ({mv.tags.get('reason', '')}); refusing")
+    if status == ROLLED_BACK:
+        raise RegistryError(
+            f"{model_name} v{target} was rolled back at {mv.tags.get('rolled_back_at', '?')} "
+            f"({mv.tags.get('rolled_back_reason', '')[:200]}); a demoted version is never re-instated"
+        )
     if not _complete(mv):
         raise RegistryError(f"{model_name} v{target}: its artifacts are incomplete; refusing to roll back to it")
     if status != "approved":
         raise RegistryError(f"{model_name} v{target} was never approved (status {status}); refusing to roll back to it")
     if target == current:
         return {"model": model_name, "version": target, "champion": target, "changed": False, "event": None}
-    if current is not None:
-        client.set_registered_model_alias(model_name, PREVIOUS, current)
-        client.set_model_version_tag(model_name, current, "rolled_back_at", _stamp())
-        client.set_model_version_tag(model_name, current, "rolled_back_reason", reason[:5000])
+    # the alias first: champion always names a complete, approved version, whatever a crash interrupts
     client.set_registered_model_alias(model_name, CHAMPION, target)
+    client.set_model_version_tag(model_name, current, "validation_status", ROLLED_BACK)
+    client.set_model_version_tag(model_name, current, "rolled_back_at", _stamp())
+    client.set_model_version_tag(model_name, current, "rolled_back_reason", reason[:5000])
+    previous = fallback(model_name, target)
+    if previous is None:
+        if _alias(client, model_name, PREVIOUS) is not None:
+            client.delete_registered_model_alias(model_name, PREVIOUS)
+    else:
+        client.set_registered_model_alias(model_name, PREVIOUS, previous)
     event = _audit(
         client, event="rollback", model=model_name, version=target, from_version=current,
-        trigger=trigger, reason=reason,
+        trigger=trigger, reason=reason, key=key,
     )  # fmt: skip
-    return {**event, "champion": target, "previous": current, "changed": True}
+    return {**event, "champion": target, "previous": previous, "changed": True}
+
+
+def fallback(model_name: str, champion_version: str | int) -> str | None:
+    """The version a rollback from ``champion_version`` goes to, from the audit history.
+
+    The newest version older than ``champion_version`` that served as champion (a promotion or
+    a rollback moved ``champion`` to it) and is still ``approved`` (never rolled back) and
+    complete; None when there is none.
+    """
+    client = _client()
+    served = {e["version"] for e in history(model_name) if e["event"] in ("promote", "rollback") and e["version"]}
+    older = sorted((v for v in served if int(v) < int(champion_version)), key=int, reverse=True)
+    for version in older:
+        try:
+            mv = _version(client, model_name, version)
+        except RegistryError:  # deleted from the registry by hand
+            continue
+        if mv.tags.get("validation_status") == "approved" and _complete(mv):
+            return version
+    return None
+
+
+# --------------------------------------------------------------------------- the watch's daily record
+
+WATCH_EXPERIMENT = "lifelong-watch"
+
+
+def record_watch(model_name: str, day: str, record: dict[str, Any], metrics: dict[str, float]) -> str:
+    """Keep the watch's comparison of ``day``: one run per (model, day) in ``lifelong-watch``.
+
+    A re-run of the day rewrites the same run (its tags and metrics), so a day counts once.
+    The metrics also go to the champion's own run (``watch_*``, step = the day's ordinal), where
+    the MLflow UI charts them. Returns the watch run's id.
+    """
+    from mlflow.entities import Metric, RunTag
+
+    client = _client()
+    _check("model", model_name)
+    experiment = _experiment(client, WATCH_EXPERIMENT)
+    key = f"{model_name}/{day}"
+    found = client.search_runs([experiment], filter_string=f"tags.key = '{key}'", max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+    else:
+        tags = {"key": key, "model": model_name}
+        run_id = client.create_run(experiment, run_name=f"watch {key}", tags=tags).info.run_id
+    items = [RunTag(k, "" if v is None else str(v)[:5000]) for k, v in record.items()]
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], tags=items)
+    client.set_terminated(run_id, "FINISHED")
+    champion_run = record.get("champion_run_id")
+    if champion_run:
+        from datetime import date
+
+        step = date.fromisoformat(day).toordinal()
+        points = [Metric(f"watch_{k}", float(v), now, step) for k, v in metrics.items()]
+        client.log_batch(str(champion_run), metrics=points)
+    return run_id
+
+
+def watch_record(model_name: str, day: str) -> dict[str, str] | None:
+    """The watch's record of ``day`` (its tags, as strings), or None when the day was not watched."""
+    client = _client()
+    found = client.get_experiment_by_name(WATCH_EXPERIMENT)
+    if found is None:
+        return None
+    key = f"{_check('model', model_name)}/{day}"
+    runs = client.search_runs([found.experiment_id], filter_string=f"tags.key = '{key}'", max_results=1)
+    if not runs:
+        return None
+    return {k: v for k, v in runs[0].data.tags.items() if not k.startswith("mlflow.")}
+
+
+# --------------------------------------------------------------------------- model cards
+
+
+def version_record(model_name: str, version: str | int) -> dict[str, Any]:
+    """What a model card is written from: the version's tags, its run's params and metrics."""
+    client = _client()
+    mv = _version(client, _check("model", model_name), version)
+    run = client.get_run(mv.tags.get("run_id") or mv.run_id)
+    return {"tags": dict(mv.tags), "params": dict(run.data.params), "metrics": dict(run.data.metrics)}
+
+
+def describe(model_name: str, version: str | int, text: str) -> None:
+    """Set the version's description (its model card on the MLflow version page)."""
+    _client().update_model_version(_check("model", model_name), str(version), description=text[:20000])
+
+
+def audit_event(key: str) -> dict[str, Any] | None:
+    """The audit event recorded under ``key`` (see :func:`lifelong.audit.event_key`), if any."""
+    client = _client()
+    found = client.get_experiment_by_name(audit.AUDIT_EXPERIMENT)
+    return audit.find(client, found.experiment_id, key) if found is not None else None
 
 
 def history(model_name: str) -> list[dict[str, Any]]:

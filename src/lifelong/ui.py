@@ -45,7 +45,7 @@ def _password(env: dict[str, str]) -> str:
 
 
 def serve(airflow_port: int = 8080, mlflow_port: int = 5000) -> None:
-    from lifelong.airflow.embedded import ensure_airflow
+    from lifelong.airflow.embedded_runner import ensure_airflow
 
     settings = load_settings()
     env = ensure_airflow(settings)

@@ -21,7 +21,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _run_tasks() -> dict:
-    from lifelong.airflow.embedded import run_dag
+    from lifelong.airflow.embedded_runner import run_dag
     from lifelong.data import landing, store
 
     store.ensure_repo()

@@ -8,20 +8,20 @@ import sys
 import textwrap
 from pathlib import Path
 
-from lifelong.airflow import run_dags
+from lifelong.airflow import dagrun_child
 
 
 def test_full_collections_are_held_then_given_back():
     before = gc.get_threshold()
     try:
-        run_dags.hold_full_collections()
-        run_dags.hold_full_collections()  # idempotent: the collector's own thresholds are kept once
+        dagrun_child.hold_full_collections()
+        dagrun_child.hold_full_collections()  # idempotent: the collector's own thresholds are kept once
         held = gc.get_threshold()
         assert held[:2] == before[:2] and held[2] >= 1_000_000
     finally:
-        run_dags.release_full_collections()
+        dagrun_child.release_full_collections()
     assert gc.get_threshold() == before
-    run_dags.release_full_collections()  # nothing held: nothing changes
+    dagrun_child.release_full_collections()  # nothing held: nothing changes
     assert gc.get_threshold() == before
 
 
@@ -31,7 +31,7 @@ def test_exit_process_runs_the_exit_steps_that_matter(tmp_path: Path):
         f"""
         import atexit, logging, sys, threading, time
         from pathlib import Path
-        from lifelong.airflow.run_dags import exit_process
+        from lifelong.airflow.dagrun_child import exit_process
 
         out = Path({str(tmp_path)!r})
         logging.basicConfig(filename=out / "log.txt", level=logging.INFO)

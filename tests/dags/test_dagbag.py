@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def dagbag(tmp_path_factory: pytest.TempPathFactory):
-    from lifelong.airflow.embedded import airflow_env
+    from lifelong.airflow.embedded_runner import airflow_env
     from lifelong.config import load_settings
 
     home = tmp_path_factory.mktemp("home")
@@ -56,6 +56,17 @@ def test_daily_dag_shape(dagbag):
     assert dag.get_task("validate_ingest").outlets
 
 
+def test_daily_dag_watches_after_either_decision_and_alerts_on_final_failure(dagbag):
+    dag = dagbag.dags["lifelong_daily__demand_forecaster"]
+    watch = dag.get_task("watch")
+    assert watch.upstream_task_ids == {"validate_ingest", "promote", "reject"}
+    assert watch.trigger_rule == "none_failed"  # after promote or reject or a skip; not after a quarantine
+    assert watch.pool == "lifelong__demand_forecaster"
+    assert "watch" in dag.get_task("report").upstream_task_ids
+    for task in dag.tasks:
+        assert task.on_failure_callback, task.task_id
+
+
 def test_add_task_params_refuse_unknown_strategy(dagbag):
     from airflow.sdk.definitions.param import ParamValidationError
 
@@ -67,13 +78,30 @@ def test_add_task_params_refuse_unknown_strategy(dagbag):
         dag.params.get_param("strategy").resolve(value="magic")
 
 
-@pytest.mark.parametrize("task", ["../../etc/passwd", "a;rm -rf /", "$(id)", "a b"])
+@pytest.mark.parametrize("task", ["../../etc/passwd", "a;rm -rf /", "$(id)", "a b", "M1\n", "M1\nM2"])
 def test_add_task_params_refuse_unsafe_task_names(dagbag, task):
     from airflow.sdk.definitions.param import ParamValidationError
 
     dag = dagbag.dags["lifelong_add_task"]
     with pytest.raises(ParamValidationError):
         dag.params.get_param("task").resolve(value=task)
+
+
+@pytest.mark.parametrize(
+    "file", ["/", "/proc/self/environ", "../../etc/passwd", "M1/../../x.csv", "./M1.csv", ".hidden", "M1.csv\n", "a;b"]
+)
+def test_add_task_file_param_is_a_path_under_the_landing_folder(dagbag, file):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    param = dagbag.dags["lifelong_add_task"].params.get_param("file")
+    with pytest.raises(ParamValidationError):
+        param.resolve(value=file)
+
+
+def test_add_task_file_param_accepts_landing_files(dagbag):
+    param = dagbag.dags["lifelong_add_task"].params.get_param("file")
+    for file in ("FordB.parquet", "2024/FordB_v2.csv", None):
+        assert param.resolve(value=file) == file
 
 
 def test_add_task_dag_runs_the_fisher_and_the_training_on_the_gpu_queue(dagbag):

@@ -64,7 +64,7 @@ def test_a_corrected_day_replaces_its_partition(landed):
     store.ingest("vic_elec", day=day("2012-01-06"))
     corrected = pd.read_parquet(path)
     corrected["Demand"] += 10.0
-    fixed = landed / "fixed-2012-01-06.csv"
+    fixed = path.with_name("fixed-2012-01-06.csv")  # a corrected file, landed beside the first
     corrected.to_csv(fixed, index=False)
     result = store.ingest("vic_elec", day=day("2012-01-06"), file=fixed)
     assert result.replaced and result.rows == 48
@@ -197,7 +197,8 @@ def test_bad_batch_is_quarantined(landed, good, case):
     assert store.data_version() == version and store_files(landed) == files
 
 
-def test_a_file_from_elsewhere_is_copied_not_moved(landed, tmp_path):
+def test_a_file_from_an_allowed_folder_is_copied_not_moved(landed, tmp_path, monkeypatch):
+    monkeypatch.setenv("LIFELONG_LANDING_ALLOW", str(tmp_path))
     outside = tmp_path / "mine.parquet"
     outside.write_bytes(b"")
     with pytest.raises(RefusedBatch, match="empty file"):

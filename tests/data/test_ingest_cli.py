@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -30,8 +31,18 @@ def test_simulate_ingest_checkout(shared_workspace, capsys):
     code, out, _ = _run(capsys, "ingest", "--dataset", "vic_elec", "--date", "2013-06-02")
     assert code == 0 and json.loads(out)["data_version"] != first["data_version"]
 
+    second = json.loads(out)["data_version"]
     code, out, _ = _run(capsys, "data", "checkout", "--version", first["data_version"])
-    assert code == 0 and json.loads(out)["datasets"]["vic_elec"] == {"partitions": 1, "rows": 48}
+    restored = json.loads(out)
+    assert code == 0 and restored["datasets"]["vic_elec"] == {"partitions": 1, "rows": 48}
+    assert Path(restored["restored_to"]) == shared_workspace / ".lifelong" / "checkouts" / first["data_version"]
+    code, out, _ = _run(capsys, "data", "status")
+    assert code == 0 and json.loads(out)["data_version"] == second  # the live store did not move
+
+    code, out, err = _run(capsys, "data", "checkout", "--version", first["data_version"], "--in-place")
+    assert code == 1 and out == "" and "add --yes to confirm" in err and err.count("\n") == 1
+    code, out, _ = _run(capsys, "data", "checkout", "--version", first["data_version"], "--in-place", "--yes")
+    assert code == 0 and json.loads(out)["in_place"] is True
     code, out, _ = _run(capsys, "data", "status")
     assert code == 0 and json.loads(out)["data_version"] == first["data_version"]
 
@@ -51,9 +62,13 @@ def test_refusal_is_one_line_and_an_exit_code(shared_workspace, capsys):
 
 
 def test_unreadable_and_missing_batches(shared_workspace, capsys):
-    (shared_workspace / "junk.csv").write_bytes(b"\x00\x01\x02")
+    (shared_workspace / "data" / "landing" / "vic_elec" / "junk.csv").write_bytes(b"\x00\x01\x02")
     code, out, err = _run(capsys, "ingest", "--dataset", "vic_elec", "--date", "2013-06-04", "--file", "junk.csv")
     assert code == RefusedBatch.exit_code and "binary content" in err and err.count("\n") == 1
+    outside = shared_workspace / "junk.csv"  # outside the landing folder: refused before it is read
+    outside.write_bytes(b"secret,header\n1,2\n")
+    code, out, err = _run(capsys, "ingest", "--dataset", "vic_elec", "--date", "2013-06-04", "--file", str(outside))
+    assert code == RefusedBatch.exit_code and "outside the landing folder" in err and "secret" not in err
     code, out, err = _run(capsys, "ingest", "--dataset", "vic_elec", "--date", "2013-07-01")
     assert code == 1 and "no batch at" in err and err.count("\n") == 1
     code, out, err = _run(capsys, "ingest", "--dataset", "vic_elec", "--task", "FordA")

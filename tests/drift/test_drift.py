@@ -17,6 +17,7 @@ from lifelong.drift import DriftError, check, error_drift, feature_drift, plot
 ROWS_PER_DAY, REFERENCE_DAYS = 48, 14
 FEATURES = ["Demand", "Temperature", "Load2"]
 SPEC = DriftSpec()
+ROWS = DriftSpec(method="rows")  # the row-level tests even where a day column is given
 
 
 def iid_batch(rng: np.random.Generator, days: int, shift: dict[str, float] | None = None) -> pd.DataFrame:
@@ -106,6 +107,9 @@ def test_constant_feature() -> None:
     # one holiday among ordinary days is one odd day, not drift, once days are the unit
     [by_day] = feature_drift(reference, holiday, ["Holiday"], SPEC, day_column="Date")
     assert by_day.design_effect == 48.0 and not by_day.drifted
+    # the day-level test: a flag is one value a day, judged by its rank among 14 days (p >= 1/15)
+    [flag] = check(reference, holiday, ["Holiday"], SPEC, day_column="Date").features
+    assert flag.test == "day" and not flag.drifted and flag.p_value == pytest.approx(1 / 15)
 
 
 def test_nan_values_are_dropped_and_the_report_is_strict_json() -> None:
@@ -133,21 +137,24 @@ def test_unusable_inputs_are_clear_errors() -> None:
         feature_drift(reference, current, ["Demand"], SPEC, day_column="Day")
 
 
-def test_error_drift_is_a_one_sided_z_score() -> None:
+def test_error_drift_is_a_one_sided_score_on_the_log_error() -> None:
     history = [100.0, 104.0, 96.0, 102.0, 98.0]
-    assert error_drift(130.0, history, SPEC)["z"] == pytest.approx(9.4868, abs=1e-4)
+    spike = error_drift(130.0, history, SPEC)
+    # log(130 / 99.96) over the log sd 0.0316, widened by sqrt(1 + 1/5) for predicting one new day
+    assert spike["z"] == pytest.approx(7.5814, abs=1e-4) and spike["scale"] == "log" and spike["p"] < 0.001
     assert error_drift(70.0, history, SPEC)["z"] < 0  # better than usual
     assert error_drift(None, history, SPEC) is None
     assert error_drift(130.0, history[:2], SPEC) is None  # fewer than error_min_history
-    flat = error_drift(101.0, [100.0] * 5, SPEC)  # std floored at 1 % of the mean
-    assert flat["std"] == 1.0 and flat["z"] == 1.0
+    flat = error_drift(101.0, [100.0] * 5, SPEC)  # log sd floored at 0.01 (a 1 % change)
+    assert flat["std"] == 0.01 and flat["z"] == pytest.approx(0.9084, abs=1e-3)
+    assert error_drift(1.0, [0.0, 0.5, 0.2, 0.1], SPEC)["scale"] == "linear"  # a zero error: no logarithm
 
 
-@pytest.mark.parametrize(("error", "decision"), [(70.0, "none"), (111.0, "drift"), (120.0, "severe")])
+@pytest.mark.parametrize(("error", "decision"), [(70.0, "none"), (115.0, "drift"), (130.0, "severe")])
 def test_error_decides_when_features_are_stable(error: float, decision: str) -> None:
     rng = np.random.default_rng(17)
     reference, current = iid_batch(rng, REFERENCE_DAYS), iid_batch(rng, 1)
-    history = [100.0, 104.0, 96.0, 102.0, 98.0]  # mean 100, sd 3.16: 111 -> z 3.5, 120 -> z 6.3
+    history = [100.0, 104.0, 96.0, 102.0, 98.0]  # log sd 0.032: 115 -> z 4.0, 130 -> z 7.6
     report = check(reference, current, FEATURES, SPEC, current_error=error, recent_errors=history)
     assert not any(f.drifted for f in report.features)
     assert report.decision == decision
@@ -159,14 +166,14 @@ def test_day_column_calibrates_ks_for_rows_correlated_within_a_day() -> None:
     for seed in range(60):
         rng = np.random.default_rng(seed)
         reference, current = day_batch(rng, REFERENCE_DAYS), day_batch(rng, 1, first_day=REFERENCE_DAYS)
-        plain += check(reference, current, ["Temperature"], SPEC).decision != "none"
-        by_day += check(reference, current, ["Temperature"], SPEC, day_column="Date").decision != "none"
+        plain += check(reference, current, ["Temperature"], ROWS).decision != "none"
+        by_day += check(reference, current, ["Temperature"], ROWS, day_column="Date").decision != "none"
     # same process, yet rows-as-independent flags many days; days-as-units almost none
     assert plain / 60 >= 0.3
     assert by_day / 60 <= 0.05
     rng = np.random.default_rng(99)
     reference, far = day_batch(rng, REFERENCE_DAYS), day_batch(rng, 1, first_day=REFERENCE_DAYS, shift=5.0)
-    report = check(reference, far, ["Temperature"], SPEC, day_column="Date")
+    report = check(reference, far, ["Temperature"], ROWS, day_column="Date")
     assert report.decision == "severe" and report.features[0].design_effect > 5
 
 
@@ -176,40 +183,6 @@ def test_plot_draws_histogram_and_ecdf_per_feature(tmp_path) -> None:
     report = check(reference, current, FEATURES, SPEC, current_error=130.0, recent_errors=[100, 104, 96, 102, 98])
     fig = plot(report, reference, current)
     assert isinstance(fig, Figure) and len(fig.axes) == 2 * len(FEATURES)
-    assert "severe" in fig.axes[0].get_title() and "z = 9.5" in fig.get_suptitle()
+    assert "severe" in fig.axes[0].get_title() and "z = 7.6" in fig.get_suptitle()
     fig.savefig(tmp_path / "drift.png", dpi=60)
     assert (tmp_path / "drift.png").stat().st_size > 10_000
-
-
-def test_the_daily_step_writes_the_report_every_day_and_the_plot_on_drift_days(workspace, monkeypatch) -> None:
-    """``pipeline.check_drift`` on vic_elec-shaped days (the store stubbed): a calm day, a shifted one, calm again."""
-    from datetime import date, timedelta
-    from pathlib import Path
-
-    from lifelong import pipeline, registry
-    from lifelong.data import store
-
-    rng = np.random.default_rng(5)
-
-    def one_day(shift: float = 0.0) -> pd.DataFrame:
-        demand, temperature = rng.normal(shift, 1.0, ROWS_PER_DAY), rng.normal(shift, 1.0, ROWS_PER_DAY)
-        return pd.DataFrame({"Demand": demand, "Temperature": temperature, "Holiday": False})
-
-    first = date(2012, 2, 1)
-    days = {first + timedelta(days=i): one_day() for i in range(REFERENCE_DAYS)}
-    calm, shifted = first + timedelta(days=REFERENCE_DAYS), first + timedelta(days=REFERENCE_DAYS + 1)
-    days[calm], days[shifted] = one_day(), one_day(shift=5.0)
-
-    def read_days(dataset: str, start: date, end: date) -> pd.DataFrame:
-        parts = [f.assign(Date=str(d)) for d, f in days.items() if start <= d <= end]
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-    monkeypatch.setattr(store, "read_days", read_days)
-    monkeypatch.setattr(registry, "champion", lambda model: None)
-    quiet = pipeline.check_drift("demand_forecaster", calm)
-    loud = pipeline.check_drift("demand_forecaster", shifted)
-    assert quiet["decision"] == "none" and quiet["plot_path"] is None and Path(quiet["report_path"]).is_file()
-    assert loud["decision"] != "none" and Path(loud["plot_path"]).stat().st_size > 10_000
-    days[shifted] = days[calm]  # the day corrected and checked again: calm now, its old plot goes
-    again = pipeline.check_drift("demand_forecaster", shifted)
-    assert again["decision"] == "none" and not Path(loud["plot_path"]).exists()

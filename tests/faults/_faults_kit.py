@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _project import quick_forecaster
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "demand_forecaster"
@@ -44,7 +45,7 @@ PRELOAD = [
     "mlflow.store.model_registry.sqlalchemy_store", "alembic.command", "alembic.runtime.migration", "mako.template",
     "great_expectations", "great_expectations.expectations", "great_expectations.checkpoint", "rich.console",
     "pygments.lexers", "git", "dulwich.repo", "scmrepo.git", "dvc.repo", "dvc.data_cloud", "dvc.rwlock", "dvc.lock",
-    "lifelong.pipeline", "lifelong.registry", "lifelong.artifacts", "lifelong.data.store", "lifelong.data.validate",
+    "lifelong.steps.run", "lifelong.registry", "lifelong.artifacts", "lifelong.data.store", "lifelong.data.validate",
     "lifelong.data.landing", "lifelong.learn.train", "lifelong.learn.strategies", "lifelong.learn.state",
     "lifelong.drift", "lifelong.plots",
 ]  # fmt: skip
@@ -57,9 +58,7 @@ _CONTEXT: Any = None
 def write_params(project: Path, **dataset_changes: Any) -> None:
     """The repo's params.yaml with few warm-up days and epochs (fast days)."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    forecaster = raw["models"][MODEL]
-    forecaster["warmup_days"] = WARMUP
-    forecaster["train"]["epochs"] = EPOCHS
+    forecaster = quick_forecaster(raw, warmup=WARMUP, epochs=EPOCHS, model=MODEL)
     forecaster["start_date"] = str(START)
     raw["datasets"][DATASET].update(dataset_changes)
     project.mkdir(parents=True, exist_ok=True)
@@ -200,7 +199,7 @@ def start(
 ) -> tuple[Any, Path, Path, float]:
     """Start ``target`` in a child; :func:`wait` for it."""
     if ":" not in target:
-        target = f"lifelong.pipeline:{target}"
+        target = f"lifelong.steps.run:{target}"
     extra = dict(env or {})
     if fault:
         extra["LIFELONG_FAULT"] = fault
@@ -246,44 +245,46 @@ def ok(child: Child) -> Any:
 
 def ingest_days(model: str, days: list[str]) -> list[dict]:
     """Land ``days`` (and a few after them) and store them."""
-    from lifelong import pipeline
     from lifelong.data import landing, store
+    from lifelong.steps import daily
 
     store.ensure_repo()
     landing.simulate(DATASET, dt.date.fromisoformat(days[0]), len(days) + 4)
-    return [pipeline.validate_ingest(model, d) for d in days]
+    return [daily.validate_ingest(model, d) for d in days]
 
 
 def build_base(model: str, days: list[str]) -> dict:
     """Land ``days``, store all but the last (warm-up), run the last day: the first champion."""
-    from lifelong import pipeline
     from lifelong.data import landing, store
+    from lifelong.steps import daily, run
 
     store.ensure_repo()
     landing.simulate(DATASET, dt.date.fromisoformat(days[0]), len(days) + 4)
     for d in days[:-1]:
-        pipeline.validate_ingest(model, d)
-    return pipeline.run_day(model, days[-1])
+        daily.validate_ingest(model, d)
+    return run.run_day(model, days[-1])
 
 
 def decide_day(model: str, the_day: str) -> dict:
     """The daily steps after ``validate_ingest`` (the day is already stored), as ``run_day`` runs them."""
-    from lifelong import pipeline
+    from lifelong.data import store
+    from lifelong.steps import daily, decide
 
-    drift = pipeline.check_drift(model, the_day)
-    candidate = pipeline.update(model, the_day, drift=drift)
-    decision = pipeline.gate(model, pipeline.evaluate(model, the_day, candidate))
-    step = pipeline.promote if decision["approved"] else pipeline.reject
+    stored = {"data_version": store.data_version()}  # the version that stored the day
+    drift = daily.check_drift(model, the_day, stored)
+    candidate = daily.update(model, the_day, stored, drift=drift)
+    decision = decide.gate(model, daily.evaluate(model, the_day, candidate))
+    step = decide.promote if decision["approved"] else decide.reject
     outcome = step(model, decision)
-    pipeline.report(model, the_day, {"update": candidate, "gate": decision, step.__name__: outcome})
+    daily.report(model, the_day, {"update": candidate, "gate": decision, step.__name__: outcome})
     return {"update": candidate, "gate": decision, step.__name__: outcome}
 
 
 def inspect(model: str) -> dict:
     """What the project holds now: registry, audit, store, DVC and locks, as JSON."""
-    from lifelong import registry
+    from lifelong import locks, registry
     from lifelong.config import load_settings
-    from lifelong.data import lock, store
+    from lifelong.data import store
     from lifelong.errors import LifelongError
 
     settings = load_settings()
@@ -305,7 +306,7 @@ def inspect(model: str) -> dict:
         frame = store.read_days(DATASET, dt.date.fromisoformat(name), dt.date.fromisoformat(name))
         partitions[name] = {"rows": len(frame), "unique_times": int(frame["Time"].nunique())}
     try:
-        with lock.hold(settings.home / "locks" / "dvc.lock", "inspect", timeout=2):
+        with locks.hold(settings.home / "locks" / "dvc.lock", "inspect", timeout=2):
             lock_free = True
     except LifelongError:
         lock_free = False
@@ -391,6 +392,7 @@ def assert_audit_consistent(info: dict, *, lagging: bool = False) -> None:
     """The audit log replays to the current champion: each event starts from the champion before it."""
     current: str | None = None
     promoted: set[str] = set()
+    demoted = {e["from"] for e in info["audit"] if e["event"] == "rollback"}  # tagged rolled_back since
     for event in info["audit"]:
         version = event["version"]
         if event["event"] in ("promote", "rollback"):
@@ -399,7 +401,9 @@ def assert_audit_consistent(info: dict, *, lagging: bool = False) -> None:
                 assert version not in promoted, f"v{version} promoted twice: {info['audit']}"
                 promoted.add(version)
             tags = info["versions"][version]
-            assert tags["artifacts_complete"] == "true" and tags["validation_status"] == "approved", (event, tags)
+            status = tags["validation_status"]
+            ok = status == "approved" or (status == "rolled_back" and version in demoted)
+            assert tags["artifacts_complete"] == "true" and ok, (event, tags)
             current = version
         else:
             assert event["from"] == current and version != current, f"{event} (champion {current})"

@@ -3,7 +3,7 @@
 Airflow serializes model-changing steps with a one-slot pool per model; a person at the CLI
 (or ``dvc repro``) has no pool. Two ``run_day`` of the same model and day and an ingest of
 the next day start together in three processes: the store lock orders the three ingests,
-the model lock (``pipeline.run_day``) orders the two runs, and the second finds the day done.
+the model lock (``steps.run.run_day``) orders the two runs, and the second finds the day done.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def test_two_run_days_and_an_ingest_at_once(base):
     started = [
         kit.start(project, "run_day", kit.MODEL, THE_DAY),
         kit.start(project, "run_day", kit.MODEL, THE_DAY),
-        kit.start(project, "validate_ingest", kit.MODEL, NEXT_DAY),
+        kit.start(project, "lifelong.steps.daily:validate_ingest", kit.MODEL, NEXT_DAY),
     ]
     first, second, ingest = (kit.wait(s) for s in started)
     runs = [kit.ok(first), kit.ok(second)]
@@ -48,7 +48,7 @@ def test_a_decided_day_run_again_after_the_next_day_landed_changes_nothing(base)
     project = base.fresh()
     first = kit.ok(kit.run(project, "run_day", kit.MODEL, THE_DAY))
     assert "promote" in first, first
-    kit.ok(kit.run(project, "validate_ingest", kit.MODEL, NEXT_DAY))
+    kit.ok(kit.run(project, "lifelong.steps.daily:validate_ingest", kit.MODEL, NEXT_DAY))
     again = kit.ok(kit.run(project, "run_day", kit.MODEL, THE_DAY))
     assert again["skipped"].endswith("the update for 2012-03-05 is done"), again
     info = kit.ok(kit.run(project, "_faults_kit:inspect", kit.MODEL))
@@ -64,7 +64,7 @@ def test_two_daily_dag_triggers_of_one_day_at_once_through_airflow(base, monkeyp
     """
     import threading
 
-    from lifelong.airflow.embedded import run_dag
+    from lifelong.airflow.embedded_runner import run_dag
 
     project = base.fresh()
     for name, value in kit.project_env(project).items():

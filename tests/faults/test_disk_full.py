@@ -37,8 +37,9 @@ def store_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.mark.parametrize("step", list(INGEST_STEPS))
 def test_enospc_during_ingest_leaves_the_store_as_it_was(store_project, step, monkeypatch):
+    from lifelong import locks
     from lifelong.config import load_settings
-    from lifelong.data import lock, store
+    from lifelong.data import store
 
     project = store_project
     the_day = kit.START + dt.timedelta(days=INGEST_STEPS[step])
@@ -54,7 +55,7 @@ def test_enospc_during_ingest_leaves_the_store_as_it_was(store_project, step, mo
     assert kit.store_state(project) == before
     assert store.current_version() == version
     assert not list(project.rglob("*.tmp"))
-    with lock.hold(load_settings().home / "locks" / "dvc.lock", "test", timeout=1):
+    with locks.hold(load_settings().home / "locks" / "dvc.lock", "test", timeout=1):
         pass
 
     monkeypatch.delenv("LIFELONG_FAULT")
@@ -129,7 +130,7 @@ def test_real_full_disk_for_the_dvc_cache_and_the_artifact_store(tmp_path, mount
 
     # 1. the DVC cache is full: `dvc add` fails, the partition and data.dvc are put back
     filler = _fill(project / ".dvc" / "cache")
-    refused = kit.run(project, "validate_ingest", kit.MODEL, the_day, env=env)
+    refused = kit.run(project, "lifelong.steps.daily:validate_ingest", kit.MODEL, the_day, env=env)
     assert refused.error is not None and "No space left on device" in refused.message, refused
     filler.unlink()
     info = kit.ok(kit.run(project, inspect, kit.MODEL, env=env))

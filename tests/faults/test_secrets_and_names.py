@@ -38,7 +38,8 @@ def test_no_secret_in_mlflow_params_tags_inputs_or_logs(base):
     """A day decided with credentials everywhere in the environment leaves none of them behind."""
     project = base.fresh()
     the_day = kit.day(4)
-    kit.ok(kit.run(project, "validate_ingest", kit.MODEL, the_day, env=SECRETS))  # the real (local) remote
+    # the day stored with the real (local) remote
+    kit.ok(kit.run(project, "lifelong.steps.daily:validate_ingest", kit.MODEL, the_day, env=SECRETS))
     # the rest of the day with a remote that carries a password (the update logs the data's DVC location)
     env = {**SECRETS, "LIFELONG_DVC_REMOTE": CREDENTIALED_REMOTE}
     decided = kit.run(project, "_faults_kit:decide_day", kit.MODEL, the_day, env=env)
@@ -59,20 +60,20 @@ def test_no_secret_in_mlflow_params_tags_inputs_or_logs(base):
 
 BAD_TASKS = [
     "../../etc/passwd", "/etc/passwd", "..", ".", "M1/../../x", "M1; rm -rf ~", "$(touch pwned)", "`touch pwned`",
-    "M1 && touch pwned", "M1|id", "M1\nM2", "-rf", "", "M1\x00", "a" * 65,
+    "M1 && touch pwned", "M1|id", "M1\nM2", "M1\n", "-rf", "", "M1\x00", "a" * 65,
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("task", BAD_TASKS, ids=range(len(BAD_TASKS)))
 def test_task_names_with_traversal_or_shell_syntax_are_refused(workspace: Path, task: str):
-    from lifelong import pipeline
     from lifelong.data import store
     from lifelong.errors import LifelongError
+    from lifelong.steps import run, tasks
 
     before = sorted(p.relative_to(workspace) for p in workspace.rglob("*"))
     for call, says in (
-        (lambda: pipeline.ingest_task("vibration_classifier", task), "is not declared"),
-        (lambda: pipeline.run_task("vibration_classifier", task), "is not declared"),
+        (lambda: tasks.ingest_task("vibration_classifier", task), "is not declared"),
+        (lambda: run.run_task("vibration_classifier", task), "is not declared"),
         # below the declared-tasks check: what learn_task and consolidate read through, and ingest itself
         (lambda: store.read_task("vibration_sim", task), "use letters, digits"),
         (lambda: store.ingest("vibration_sim", task=task), "use letters, digits"),
@@ -88,15 +89,35 @@ def test_task_names_with_traversal_or_shell_syntax_are_refused(workspace: Path, 
 
 
 def test_unknown_models_and_strategies_are_refused(workspace: Path):
-    from lifelong import pipeline
     from lifelong.errors import LifelongError
+    from lifelong.steps import daily, run, tasks
 
     for call in (
-        lambda: pipeline.run_day("../../etc/passwd", "2012-03-05"),
-        lambda: pipeline.consolidate("vibration_classifier", "M1", overrides={"strategy": "ewc; rm -rf ~"}),
-        lambda: pipeline.validate_ingest("demand_forecaster", "../../etc/passwd"),
+        lambda: run.run_day("../../etc/passwd", "2012-03-05"),
+        lambda: tasks.consolidate(
+            "vibration_classifier", "M1", {"data_version": "0" * 32}, overrides={"strategy": "ewc; rm -rf ~"}
+        ),
+        lambda: daily.validate_ingest("demand_forecaster", "../../etc/passwd"),
     ):
         with pytest.raises(LifelongError):
             call()
     assert not (workspace / ".lifelong" / "locks" / "model-..").exists()
     assert os.path.exists("/etc/passwd")
+
+
+@pytest.mark.parametrize("name", ["name\n", "a/../b", "..", "../x", "x/..", "/etc/passwd", "a\nb", "", "a b"])
+def test_registry_names_and_artifact_paths_are_matched_whole_and_never_climb(name: str):
+    """A trailing newline slips through ``re.match("^...$")``; '..' would climb out of a run's artifacts."""
+    from lifelong import registry
+    from lifelong.errors import RegistryError
+
+    with pytest.raises(RegistryError) as refused:
+        registry._check("artifact path", name)
+    assert "\n" not in str(refused.value)
+
+
+def test_registry_names_that_are_fine_stay_fine():
+    from lifelong import registry
+
+    for name in ("demand_forecaster", "eval/accuracy_matrix.json", "demo/daily/2012-01-03/ab12/cd34", "a..b", "v1.2"):
+        assert registry._check("artifact path", name) == name

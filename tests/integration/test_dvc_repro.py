@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _project import quick_forecaster
 
 pytestmark = pytest.mark.slow
 
@@ -30,15 +31,13 @@ def test_dvc_repro_params_and_metrics(tmp_path: Path):
     project = tmp_path / "project"
     project.mkdir()
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["models"]["demand_forecaster"]["warmup_days"] = 4  # a day's windows need 3 days of history
-    raw["models"]["demand_forecaster"]["train"]["epochs"] = 2
+    quick_forecaster(raw, warmup=4)
     raw["run"] = {"model": "demand_forecaster", "date": str(START + timedelta(days=4))}
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
     (project / "src" / "lifelong").mkdir(parents=True)
-    for part in ("data", "learn"):  # the stages' code dependencies, as in the repo
+    for part in ("data", "learn", "steps"):  # the stages' code dependencies, as in the repo
         shutil.copytree(REPO / "src" / "lifelong" / part, project / "src" / "lifelong" / part)
-    shutil.copy(REPO / "src" / "lifelong" / "pipeline.py", project / "src" / "lifelong" / "pipeline.py")
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",

@@ -13,9 +13,10 @@ from sklearn.datasets import load_digits
 
 from lifelong.config import ArchitectureSpec, StrategySpec, TrainSpec
 from lifelong.learn import metrics
+from lifelong.learn.metrics import predict
 from lifelong.learn.state import LearnerState
 from lifelong.learn.strategies import make_strategy
-from lifelong.learn.train import fit, predict
+from lifelong.learn.train import fit
 
 Task = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # x_train, y_train, x_test, y_test
 

@@ -58,9 +58,9 @@ class Production:
 
 
 def _edit_params(raw: dict) -> None:
-    spec = raw["models"][MODEL]
-    spec["warmup_days"] = WARMUP
-    spec["train"]["epochs"] = 2
+    from _project import quick_forecaster
+
+    spec = quick_forecaster(raw, warmup=WARMUP, model=MODEL)
     spec["start_date"] = str(START)
     spec["end_date"] = str(START + dt.timedelta(days=DAYS - 1))
     raw["retry"] = {"retries": RETRIES, "delay_s": RETRY_DELAY_S, "max_delay_s": 4 * RETRY_DELAY_S}

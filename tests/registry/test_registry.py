@@ -11,12 +11,13 @@ from urllib.parse import unquote, urlparse
 import pandas.testing
 import pytest
 import torch
+import yaml
 from _registry_kit import ARCH, MODEL, mae, new_state, series, train, windows
 
 from lifelong import cli, plots, registry
 from lifelong.config import GateSpec
 from lifelong.errors import RegistryError, StateError
-from lifelong.gate import GateDecision
+from lifelong.gate import GateDecision, decide
 from lifelong.learn.state import STATE_FILES
 
 GATE = GateSpec(value={"mae": {"max": 0.5}}, change={"mae": {"max_increase_pct": 2.0}})
@@ -86,7 +87,7 @@ def test_gate_rejects_a_candidate_trained_on_shuffled_targets(store: Path, log) 
     champ = new_state()
     train(champ, x, y, steps=200)
     champ_metrics = {"mae": mae(champ, held_x, held_y)}
-    first = registry.decide(champ_metrics, None, GATE)
+    first = decide(champ_metrics, None, GATE)
     assert first.approved, first.reason
     v1 = log(champ, "demo/day1", champ_metrics)
     registry.promote(MODEL, v1.version, first, trigger="airflow:lifelong_daily/day1")
@@ -99,8 +100,8 @@ def test_gate_rejects_a_candidate_trained_on_shuffled_targets(store: Path, log) 
     train(clean, new_x, new_y, steps=20)
 
     champion_now = {"mae": mae(registry.load_state_of(MODEL, v1.version), held_x, held_y)}
-    bad = registry.decide({"mae": mae(poisoned, held_x, held_y)}, champion_now, GATE)
-    good = registry.decide({"mae": mae(clean, held_x, held_y)}, champion_now, GATE)
+    bad = decide({"mae": mae(poisoned, held_x, held_y)}, champion_now, GATE)
+    good = decide({"mae": mae(clean, held_x, held_y)}, champion_now, GATE)
     assert not bad.approved and "% > 2% allowed" in bad.reason, bad.reason
     assert good.approved, good.reason
 
@@ -131,36 +132,81 @@ def _three_versions(log) -> tuple[str, str, str]:
     return versions[0], versions[1], versions[2]
 
 
+def _declare(project: Path) -> None:
+    """Declare MODEL in the workspace's params.yaml (as a copy of the forecaster) for the CLI's steps."""
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw["models"][MODEL] = raw["models"]["demand_forecaster"]
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+
+
 def test_rollback_and_its_refusals(store: Path, log, capsys) -> None:
     with pytest.raises(RegistryError, match="no previous champion"):
         registry.rollback(MODEL, trigger="cli:ops", reason="nothing yet")
     v1, v2, v3 = _three_versions(log)
     pending = log(new_state(seed=4), "demo/day4").version
-
-    out = registry.rollback(MODEL, trigger="cli:ops", reason="v2 forecasts drift upward")
-    assert (out["champion"], out["previous"], registry.champion(MODEL)) == (v1, v2, v1)
-    tags = _client().get_model_version(MODEL, v2).tags
-    assert tags["rolled_back_reason"] == "v2 forecasts drift upward"
-
     for target, message in ((v3, "was rejected"), (pending, "never approved"), ("99", "no such model version")):
         with pytest.raises(RegistryError, match=message):
             registry.rollback(MODEL, to=target, trigger="cli:ops", reason="try")
+    assert registry.champion(MODEL) == v2
+
+    # the CLI (a step: the model must be declared): JSON on success, one line and exit code 6 on refusal
+    _declare(store)
+    assert cli.main(["rollback", MODEL, "--reason", "v2 forecasts drift upward"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["champion"], out["from"], out["previous"], registry.champion(MODEL)) == (v1, v2, None, v1)
+    tags = _client().get_model_version(MODEL, v2).tags
+    assert tags["validation_status"] == "rolled_back" and tags["rolled_back_reason"] == "v2 forecasts drift upward"
+    assert cli.main(["rollback", MODEL, "--to", v2, "--reason", "v2 was fine after all"]) == RegistryError.exit_code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lifelong rollback: ") and "never re-instated" in err[0]
+    with pytest.raises(RegistryError, match="promote a new candidate"):  # v1 was the first: nothing before it
+        registry.rollback(MODEL, trigger="cli:ops", reason="again")
+    with pytest.raises(RegistryError, match="rolled_back; refusing to promote"):
+        registry.promote(MODEL, v2, APPROVED, trigger="airflow:daily/run2-retried")
+    with pytest.raises(RegistryError, match="is the champion"):
+        registry.reject(MODEL, v1, GateDecision(False, "late"), trigger="cli:ops")
     assert registry.champion(MODEL) == v1
 
-    # the CLI: JSON on success, one line and exit code 6 on refusal
-    assert cli.main(["rollback", MODEL, "--to", v2, "--reason", "v1 was fine after all"]) == 0
-    assert json.loads(capsys.readouterr().out)["champion"] == v2
-    assert cli.main(["rollback", MODEL, "--to", v3]) == RegistryError.exit_code
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("lifelong rollback: ") and "rejected" in err[0]
-    with pytest.raises(RegistryError, match="is the champion"):
-        registry.reject(MODEL, v2, GateDecision(False, "late"), trigger="cli:ops")
+
+def test_rolling_back_twice_goes_further_back_and_never_to_a_demoted_version(store: Path, log) -> None:
+    """v1..v4 promoted in turn; v2 demoted on the way: rollbacks go v4 -> v3 -> v1, then are refused."""
+    v1, v2, v3, v4 = (log(new_state(seed=i), f"demo/day{i}").version for i in (1, 2, 3, 4))
+    for i, version in enumerate((v1, v2), start=1):
+        registry.promote(MODEL, version, APPROVED, trigger=f"airflow:daily/run{i}")
+    registry.rollback(MODEL, trigger="cli:ops", reason="v2 is bad")  # v2 demoted, v1 back
+    for i, version in enumerate((v3, v4), start=3):
+        registry.promote(MODEL, version, APPROVED, trigger=f"airflow:daily/run{i}")
+    assert registry.previous(MODEL) == v3
+
+    first = registry.rollback(MODEL, trigger="cli:ops", reason="v4 is bad")
+    assert (first["champion"], first["from"], first["previous"]) == (v3, v4, v1)  # previous skips demoted v2
+    second = registry.rollback(MODEL, trigger="cli:ops", reason="v3 is bad too")
+    assert (second["champion"], second["from"], second["previous"]) == (v1, v3, None)
+    with pytest.raises(RegistryError, match="no previous champion to roll back to from v1"):
+        registry.rollback(MODEL, trigger="cli:ops", reason="and v1?")
+    for demoted in (v2, v3, v4):
+        assert registry.status_of(MODEL, demoted) == "rolled_back"
+        with pytest.raises(RegistryError, match="never re-instated"):
+            registry.rollback(MODEL, to=demoted, trigger="cli:ops", reason="back?")
+    assert registry.champion(MODEL) == v1 and registry.previous(MODEL) is None
+    moves = [(e["event"], e["version"], e["from"]) for e in registry.history(MODEL) if e["event"] == "rollback"]
+    assert moves == [("rollback", v1, v2), ("rollback", v3, v4), ("rollback", v1, v3)]
+
+    # a keyed (automatic) rollback happens once: the same key again moves nothing
+    v5 = log(new_state(seed=5), "demo/day5").version
+    registry.promote(MODEL, v5, APPROVED, trigger="airflow:daily/run5")
+    once = registry.rollback(MODEL, to=v1, trigger="auto:airflow:daily/run6", reason="worse", key="auto-day6")
+    again = registry.rollback(MODEL, to=v1, trigger="auto:airflow:daily/run6", reason="worse", key="auto-day6")
+    assert once["changed"] is True and again["changed"] is False
+    assert again["audit_run_id"] == once["audit_run_id"] and registry.champion(MODEL) == v1
 
 
 def test_history_lists_every_change_once_in_order(store: Path, log, capsys) -> None:
     v1, v2, v3 = _three_versions(log)
     registry.promote(MODEL, v2, APPROVED, trigger="airflow:daily/run2")  # a retried task: no second event
     registry.rollback(MODEL, trigger="cli:ops", reason="bad forecasts")
+    with pytest.raises(RegistryError, match="no previous champion"):  # a second one: v1 was the first champion
+        registry.rollback(MODEL, trigger="cli:ops", reason="again")
     events = registry.history(MODEL)
     assert [(e["event"], e["version"], e["from"]) for e in events] == [
         ("promote", v1, None),
@@ -275,8 +321,11 @@ def test_lineage_round_trip_to_the_restored_rows(store: Path, log) -> None:
     assert len(data_store.read_days("vic_elec", first, second)) == 2 * len(trained_on)
 
     tags = _client().get_model_version(MODEL, cand.version).tags
-    restored = data_store.checkout(tags["data_version"])
-    assert restored["data_version"] == tags["data_version"]
+    restored = data_store.checkout(tags["data_version"])  # into a folder of its own
+    assert restored["data_version"] == tags["data_version"] and restored["files"] == 1
+    kept = pandas.read_parquet(Path(restored["restored_to"]) / "vic_elec" / f"{first}.parquet")
+    pandas.testing.assert_frame_equal(kept, trained_on)
+    data_store.checkout(tags["data_version"], in_place=True)  # the live store rewound
     pandas.testing.assert_frame_equal(data_store.read_days("vic_elec", first, second), trained_on)
 
 

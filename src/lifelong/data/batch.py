@@ -4,6 +4,10 @@ The format is decided by the file's content, checked against its name: Parquet s
 ends with ``PAR1``; anything else must be UTF-8 CSV text. A file that cannot be read raises
 :class:`UnreadableBatch`, which the caller turns into a quarantine and a refusal.
 
+The file is opened once, without following a symbolic link and without blocking, and read
+whole only when that open file is a regular file within the size limit: a FIFO, a device or a
+file swapped for a link after the caller checked its path is refused, not read.
+
 >>> import tempfile, pathlib
 >>> empty = pathlib.Path(tempfile.mkdtemp()) / "2012-01-05.parquet"
 >>> _ = empty.write_bytes(b"")
@@ -16,7 +20,10 @@ lifelong.data.batch.UnreadableBatch: empty file (0 bytes)
 from __future__ import annotations
 
 import csv
+import errno
 import io
+import os
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -52,17 +59,15 @@ def _sniff(head: bytes) -> str | None:
     return None
 
 
-def _read_parquet(path: Path, size: int) -> pd.DataFrame:
+def _read_parquet(raw: bytes) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with path.open("rb") as fh:
-        fh.seek(max(size - 4, 0))
-        tail = fh.read(4)
-    if tail != b"PAR1" or size < 12:
+    size = len(raw)
+    if raw[-4:] != b"PAR1" or size < 12:
         raise UnreadableBatch(f"truncated Parquet file ({size} bytes, no footer)")
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(pa.BufferReader(raw))
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise UnreadableBatch(f"corrupt Parquet file: {_first_line(exc)}") from None
     names = table.column_names
@@ -75,8 +80,7 @@ def _read_parquet(path: Path, size: int) -> pd.DataFrame:
         raise UnreadableBatch(f"Parquet file has columns pandas cannot read: {_first_line(exc)}") from None
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    raw = path.read_bytes()
+def _read_csv(raw: bytes) -> pd.DataFrame:
     if b"\x00" in raw[:65536]:
         raise UnreadableBatch("binary content: neither Parquet nor CSV text")
     try:
@@ -95,23 +99,40 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise UnreadableBatch(f"malformed CSV: {_first_line(exc)}") from None
 
 
+def _read_bytes(path: Path, max_mb: float) -> bytes:
+    """The whole content of the regular file ``path``, at most ``max_mb`` MB (else UnreadableBatch)."""
+    limit = int(max_mb * 2**20)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if stat.S_ISDIR(info.st_mode):
+            raise UnreadableBatch("is a directory, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableBatch("not a regular file (a FIFO, a device or a socket)")
+        if info.st_size > limit:
+            raise UnreadableBatch(f"file too large: {info.st_size / 2**20:.1f} MB over the limit of {max_mb:g} MB")
+        raw = fh.read(limit + 1)  # a size that lies (a file growing as it is read) is caught here
+    if len(raw) > limit:
+        raise UnreadableBatch(f"file too large: over the limit of {max_mb:g} MB")
+    return raw
+
+
 def read_batch(path: Path, *, max_mb: float) -> pd.DataFrame:
     """The table in ``path``; raises :class:`UnreadableBatch` with the reason when there is none."""
     try:
         if path.is_dir():
             raise UnreadableBatch("is a directory, not a file")
-        size = path.stat().st_size
-        if size == 0:
-            raise UnreadableBatch("empty file (0 bytes)")
-        if size > max_mb * 2**20:
-            raise UnreadableBatch(f"file too large: {size / 2**20:.1f} MB over the limit of {max_mb:g} MB")
-        with path.open("rb") as fh:
-            head = fh.read(8)
+        raw = _read_bytes(path, max_mb)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnreadableBatch("is a symbolic link (not followed)") from None
         raise UnreadableBatch(f"unreadable: {exc.strerror or _first_line(exc)}") from None
+    if not raw:
+        raise UnreadableBatch("empty file (0 bytes)")
+    head = raw[:8]
     suffix = path.suffix.lower()
     if head.startswith(b"PAR1"):
-        frame = _read_parquet(path, size)
+        frame = _read_parquet(raw)
     elif suffix in PARQUET_SUFFIXES:
         what = _sniff(head)
         raise UnreadableBatch(f"not a Parquet file{f' (looks like {what})' if what else ''}: no PAR1 header")
@@ -119,7 +140,7 @@ def read_batch(path: Path, *, max_mb: float) -> pd.DataFrame:
         what = _sniff(head)
         if what:
             raise UnreadableBatch(f"not a CSV file: looks like {what}")
-        frame = _read_csv(path)
+        frame = _read_csv(raw)
     else:
         raise UnreadableBatch(f"unsupported file type {suffix or '(none)'!r}: expected .parquet or .csv")
     if frame.shape[1] == 0:

@@ -3,7 +3,7 @@
 ``data/`` (without ``landing/`` and ``quarantine/``, which ``.dvcignore`` keeps out) is one
 DVC output, ``data.dvc``; its md5 is the data version. DVC runs in-process through its
 Python API (a subprocess per command would cost a second each). Callers hold the store
-lock (:mod:`lifelong.data.lock`): nothing here is safe to run twice at once.
+lock (:mod:`lifelong.locks`): nothing here is safe to run twice at once.
 
 The remote is configured before the first version is recorded, so every version can be
 fetched back once the local cache is gone. It is ``LIFELONG_DVC_REMOTE`` when set (e.g.
@@ -11,7 +11,16 @@ fetched back once the local cache is gone. It is ``LIFELONG_DVC_REMOTE`` when se
 
 A failed ``dvc checkout`` of a version whose objects are missing deletes the whole ``data/``
 folder, landing files included (DVC 3.67); :func:`restore` therefore makes sure every object
-is in the cache before it checks anything out.
+is in the cache before it checks anything out. Reading a version needs no checkout at all:
+:func:`version_files` names the cached file of each partition of any version, fetching the
+version's objects from the remote first when some are missing, and touches neither
+``data.dvc`` nor ``data/``.
+
+``data.dvc`` is one file for every data set: a ``kill -9`` inside ``dvc add`` can leave it empty,
+and then no model could find its data. After each version is recorded and pushed, a copy of
+``data.dvc`` is kept as ``<home>/data.dvc.last-good`` (written atomically); :func:`heal` puts
+it back when ``data.dvc`` is found empty or unparseable, and says so in the log. Every write of
+``data.dvc`` by lifelong itself is atomic.
 """
 
 from __future__ import annotations
@@ -21,16 +30,21 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterator
-from pathlib import Path
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
 from lifelong import faults
 from lifelong.config import Settings
+from lifelong.data.files import write_atomic
 from lifelong.errors import LifelongError
 
+log = logging.getLogger("lifelong.data")
+
+MD5 = re.compile(r"[0-9a-f]{32}")  # a data version (always fullmatch)
 REMOTE = "local"
 IGNORED = ("/data/landing/", "/data/quarantine/", "*.tmp")
 DVCIGNORE_HEADER = "# Not part of the versioned store: batches waiting to be ingested, refused ones, partial writes.\n"
@@ -62,6 +76,11 @@ def without_credentials(url: str) -> str:
 
 def dvc_file(settings: Settings) -> Path:
     return settings.project_dir / "data.dvc"
+
+
+def last_good_file(settings: Settings) -> Path:
+    """The copy of ``data.dvc`` as of the last version recorded and pushed (or checked out in place)."""
+    return settings.home / "data.dvc.last-good"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -131,16 +150,62 @@ def ensure(settings: Settings) -> None:
                 conf["core"]["analytics"] = False
 
 
+def _parse(text: str) -> str:
+    """The data version a DVC file's text names; ValueError (or KeyError, ...) when it names none."""
+    outs = yaml.safe_load(text)["outs"]
+    md5 = str(outs[0]["md5"]).removesuffix(".dir")
+    if not MD5.fullmatch(md5):
+        raise ValueError(f"md5 {md5!r} is not 32 hex digits")
+    return md5
+
+
 def version(settings: Settings) -> str | None:
     """The md5 of the recorded data version (without DVC's ``.dir`` suffix), or None."""
     path = dvc_file(settings)
     if not path.exists():
         return None
     try:
-        outs = yaml.safe_load(path.read_text())["outs"]
-        return str(outs[0]["md5"]).removesuffix(".dir")
-    except (yaml.YAMLError, KeyError, IndexError, TypeError) as exc:
+        return _parse(path.read_text())
+    except (yaml.YAMLError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise DataVersionError(f"{path}: not a DVC file ({_first_line(exc)})") from None
+
+
+def remember(settings: Settings) -> None:
+    """Keep ``data.dvc`` as the last good copy (atomically): call once a version is safely recorded."""
+    text = dvc_file(settings).read_text()
+    _parse(text)
+    write_atomic(last_good_file(settings), text.encode())
+
+
+def heal(settings: Settings) -> str | None:
+    """Put back the last good ``data.dvc`` when it is empty or unparseable; the version restored, or None.
+
+    Call under the store lock. Raises :class:`DataVersionError` when ``data.dvc`` is broken
+    and there is no good copy to put back.
+    """
+    path = dvc_file(settings)
+    try:
+        version(settings)
+        return None
+    except DataVersionError as exc:
+        problem = str(exc)
+    good = last_good_file(settings)
+    try:
+        text = good.read_text()
+        md5 = _parse(text)
+    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError, ValueError):
+        raise DataVersionError(
+            f"{problem}, and there is no good copy at {good}: restore data.dvc from git or re-run the last ingest"
+        ) from None
+    write_atomic(path, text.encode())
+    log.warning(
+        "%s was empty or unparseable (a process killed inside `dvc add`?); put back the last good copy %s"
+        " (data version %s)",
+        path,
+        good,
+        md5,
+    )
+    return md5
 
 
 def record(settings: Settings) -> str:
@@ -152,54 +217,130 @@ def record(settings: Settings) -> str:
         repo.push(targets=[str(dvc_file(settings))], remote=REMOTE)
     recorded = version(settings)
     assert recorded is not None
+    remember(settings)
     return recorded
 
 
-def _complete(cache: Any, md5: str) -> bool:
-    """Whether the local cache holds the version's manifest and every file it lists."""
-    manifest = Path(cache.oid_to_path(f"{md5}.dir"))
+def _entries(object_path: Callable[[str], Path], md5: str) -> list[dict] | None:
+    """The version's ``.dir`` manifest when the local cache holds it and every file it lists, else None."""
+    manifest = object_path(f"{md5}.dir")
     if not manifest.is_file():
-        return False
+        return None
     try:
         entries = json.loads(manifest.read_text())
-    except ValueError:
-        return False
-    return all(Path(cache.oid_to_path(entry["md5"])).is_file() for entry in entries)
+        complete = all(object_path(entry["md5"]).is_file() for entry in entries)
+    except (ValueError, KeyError, TypeError):
+        return None
+    return entries if complete else None
+
+
+def _files(md5: str, entries: list[dict], object_path: Callable[[str], Path]) -> dict[str, Path]:
+    """Manifest entries as ``relpath -> cached object``; a path that leaves ``data/`` is refused."""
+    files = {}
+    for entry in entries:
+        relpath = PurePosixPath(str(entry.get("relpath", "")))
+        if relpath.is_absolute() or not relpath.parts or any(part in ("..", ".") for part in relpath.parts):
+            raise DataVersionError(f"data version {md5}: its manifest lists an unsafe path {str(relpath)!r}")
+        files[relpath.as_posix()] = object_path(entry["md5"])
+    return files
+
+
+def cache_dir(settings: Settings) -> Path:
+    """The DVC cache folder: ``cache.dir`` of the repo's config (local config first), else ``.dvc/cache``."""
+    from configobj import ConfigObj
+
+    dvc_dir = settings.project_dir / ".dvc"
+    for name in ("config.local", "config"):
+        path = dvc_dir / name
+        if path.is_file():
+            found = ConfigObj(str(path)).get("cache", {}).get("dir")
+            if found:
+                return (dvc_dir / found).resolve()
+    return dvc_dir / "cache"
+
+
+def cached_version_files(settings: Settings, md5: str) -> dict[str, Path] | None:
+    """:func:`version_files` of a version complete in the local cache, without opening DVC; else None.
+
+    DVC 3 keeps an object at ``<cache>/files/md5/<first two hex digits>/<the rest>``.
+    """
+    root = cache_dir(settings) / "files" / "md5"
+
+    def object_path(oid: str) -> Path:
+        return root / oid[:2] / oid[2:]
+
+    entries = _entries(object_path, md5) if MD5.fullmatch(md5) else None
+    return None if entries is None else _files(md5, entries, object_path)
+
+
+def _fetch(repo: Any, md5: str) -> None:
+    """Fetch the version's objects from the remote into the cache, without reading ``data.dvc``."""
+    from dvc_data.hashfile.hash_info import HashInfo
+
+    with contextlib.suppress(Exception):  # judged by what arrived: a missing version raises many ways
+        repo.cloud.pull([HashInfo("md5", f"{md5}.dir")], remote=REMOTE)  # the manifest, then what it lists
+        entries = json.loads(Path(repo.cache.local.oid_to_path(f"{md5}.dir")).read_text())
+        repo.cloud.pull([HashInfo("md5", entry["md5"]) for entry in entries], remote=REMOTE)
+
+
+def cached(settings: Settings, md5: str) -> bool:
+    """Whether the local cache holds every object of data version ``md5``."""
+    return cached_version_files(settings, md5) is not None
+
+
+def version_files(settings: Settings, md5: str, fetch: bool = True) -> dict[str, Path]:
+    """Each file of data version ``md5``: its path under ``data/`` -> its file in the local cache.
+
+    With ``fetch``, the version's objects are fetched from the remote first when any is
+    missing. ``data.dvc`` and ``data/`` are neither read nor changed; cached files are
+    read-only, never to be edited. Call under the store lock when a fetch may run.
+    Raises :class:`DataVersionError` naming the version when it cannot be had.
+    """
+    if not MD5.fullmatch(md5):
+        raise DataVersionError(f"{md5!r} is not a data version (32 hex digits, the md5 in data.dvc)")
+    with _repo(settings, "fetch") as repo:
+        object_path = _object_path(repo)
+        entries = _entries(object_path, md5)
+        if entries is None and fetch:
+            _fetch(repo, md5)
+            entries = _entries(object_path, md5)
+        if entries is None and fetch:
+            remote = without_credentials(remote_url(settings))
+            raise DataVersionError(f"data version {md5} is neither in the local cache nor in the remote {remote}")
+        if entries is None:
+            raise DataVersionError(f"data version {md5} is not complete in the local cache (not fetched)")
+        return _files(md5, entries, object_path)
+
+
+def _object_path(repo: Any) -> Callable[[str], Path]:
+    cache = repo.cache.local
+    return lambda oid: Path(cache.oid_to_path(oid))
 
 
 def _point_at(settings: Settings, md5: str) -> None:
     text = yaml.safe_dump({"outs": [{"md5": f"{md5}.dir", "hash": "md5", "path": "data"}]}, sort_keys=False)
-    dvc_file(settings).write_text(text)
+    write_atomic(dvc_file(settings), text.encode())
 
 
 def restore(settings: Settings, md5: str) -> str:
-    """Check out data version ``md5``; returns where it came from (``cache`` or ``remote``).
+    """Rewind the live store (``data/`` and ``data.dvc``) to version ``md5``; returns ``cache`` or ``remote``.
 
-    Nothing in the workspace changes unless every object of the version is available.
+    The version is fetched first (:func:`version_files`): nothing in the workspace changes
+    unless every object of the version is in the cache. Call under the store lock.
     """
-    from dvc.exceptions import DvcException
-
+    source = "cache" if cached(settings, md5) else "remote"
+    version_files(settings, md5, fetch=True)
     path = dvc_file(settings)
-    before = path.read_text() if path.exists() else None
-    source = "cache"
-    with _repo(settings, "checkout") as repo:
-        if not _complete(repo.cache.local, md5):
-            source = "remote"
-            _point_at(settings, md5)
-            try:
-                with contextlib.suppress(DvcException):  # judged below by what arrived
-                    repo.fetch(targets=[str(path)], remote=REMOTE)
-                if not _complete(repo.cache.local, md5):
-                    raise DataVersionError(
-                        f"data version {md5} is neither in the local cache nor in the remote"
-                        f" {without_credentials(remote_url(settings))}"
-                    )
-            except DataVersionError:
-                if before is None:
-                    path.unlink(missing_ok=True)
-                else:
-                    path.write_text(before)
-                raise
-        _point_at(settings, md5)
-        repo.checkout(targets=[str(path)], force=True)
+    before = path.read_bytes() if path.exists() else None
+    _point_at(settings, md5)
+    try:
+        with _repo(settings, "checkout") as repo:
+            repo.checkout(targets=[str(path)], force=True)
+    except BaseException:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_atomic(path, before)
+        raise
+    remember(settings)
     return source

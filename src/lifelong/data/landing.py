@@ -5,34 +5,134 @@
 real timestamps; for task data, ``data/landing/<dataset>/<task>.parquet`` holds one task.
 A landing file that exists with other content is never overwritten without ``force``
 (someone may have corrected it by hand); an identical one is left as it is.
+
+What may be ingested is checked before a byte is read (:func:`check_batch_file`): the path
+is resolved, symbolic links followed, and must name a regular file inside the data set's
+landing folder, ``data/landing/<dataset>/``, or inside a folder of ``LIFELONG_LANDING_ALLOW``
+(folders separated by ``os.pathsep``, ``:`` on Linux; relative ones are taken from the
+project folder). A relative path names a file in the landing folder (or, when there is none
+there, one relative to the current directory). Directories, FIFOs, devices, sockets and
+anything on ``/proc``, ``/sys`` or ``/dev`` are refused, wherever they are.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import stat
 from pathlib import Path
 
 import pandas as pd
 
-from lifelong.config import DatasetSpec, load_params, load_settings
+from lifelong.config import ConfigError, DatasetSpec, Settings, load_params, load_settings
 from lifelong.data import schema
 from lifelong.data.files import parquet_bytes, write_atomic
 from lifelong.data.sources import load_source
-from lifelong.errors import LifelongError
+from lifelong.errors import LifelongError, RefusedBatch
 
-TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always fullmatch: "M1\n" is not a name
+ALLOW_ENV = "LIFELONG_LANDING_ALLOW"
+SPECIAL = (Path("/proc"), Path("/sys"), Path("/dev"))  # files whose content is the machine's, not a batch
 
 
 class LandingConflict(LifelongError):
     """A landing file exists with different content and ``force`` was not given."""
 
 
+class MissingBatch(LifelongError):
+    """There is no batch to ingest (nothing landed for that day or task)."""
+
+
+class UnsafeBatchPath(RefusedBatch):
+    """The file named as a batch is not one lifelong may read: refused before anything was read.
+
+    Nothing is quarantined (``quarantined`` and ``report`` are None): the file is not a batch.
+    """
+
+    quarantined: Path | None = None
+    report: Path | None = None
+
+
 def check_task_name(task: str) -> str:
-    """``task`` if it is safe as a file name, else a one-line error."""
-    if not TASK_NAME.match(task):
+    """``task`` if it is safe as a file name, else a one-line error.
+
+    >>> check_task_name("FordA")
+    'FordA'
+    >>> check_task_name("M1\\n")
+    Traceback (most recent call last):
+    ...
+    lifelong.errors.LifelongError: task name 'M1\\n': use letters, digits, '_', '.' or '-' (at most 64)
+    """
+    if not isinstance(task, str) or not TASK_NAME.fullmatch(task):
         raise LifelongError(f"task name {task!r}: use letters, digits, '_', '.' or '-' (at most 64)")
     return task
+
+
+def allowed_folders(settings: Settings, dataset: str) -> list[Path]:
+    """The folders a batch of ``dataset`` may be read from, resolved: its landing folder first,
+    then those of ``LIFELONG_LANDING_ALLOW``."""
+    folders = [Path(os.path.realpath(settings.landing_dir / dataset))]
+    for entry in os.environ.get(ALLOW_ENV, "").split(os.pathsep):
+        if not entry.strip():
+            continue
+        folder = Path(os.path.realpath(settings.project_dir / entry.strip()))
+        if folder == Path(folder.anchor) or any(folder.is_relative_to(s) for s in SPECIAL):
+            raise ConfigError(f"{ALLOW_ENV}: {entry!r} would let any file be a batch; name the folders batches land in")
+        folders.append(folder)
+    return folders
+
+
+def _kind(mode: int) -> str | None:
+    """What a file that is not a regular file is, in words; None for a regular file."""
+    for test, what in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return what
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def check_batch_file(dataset: str, file: Path | str, *, label: str | None = None) -> Path:
+    """The real path of the batch ``file`` of ``dataset``, once it is known to be one lifelong may read.
+
+    Nothing is opened: the path is resolved (symbolic links followed) and must lie inside an
+    :func:`allowed_folders` folder, then it must exist (else :class:`MissingBatch`) and be a
+    regular file. Any other case raises :class:`UnsafeBatchPath`, naming the rule.
+    """
+    settings = load_settings()
+    label = label or dataset
+    given = str(file)
+    if "\x00" in given or not given.strip():
+        raise UnsafeBatchPath(f"{label}: refused {given!r}: not a file name; nothing was read or copied")
+    path = Path(given)
+    if not path.is_absolute():  # a file of the landing folder, else one of the current directory
+        here = settings.landing_dir / dataset / path
+        path = here if os.path.lexists(here) or not os.path.lexists(path) else Path.cwd() / path
+    real = Path(os.path.realpath(path))
+    folders = allowed_folders(settings, dataset)
+    special = next((s for s in SPECIAL if real.is_relative_to(s)), None)
+    if special is not None:
+        rule = f"it is on {special}, where files are the machine's, not batches"
+    elif not any(real.is_relative_to(folder) for folder in folders):
+        more = f"or a folder of {ALLOW_ENV}" if len(folders) > 1 else f"set {ALLOW_ENV} to allow other folders"
+        rule = f"{real} is outside the landing folder {folders[0]} ({more})"
+    else:
+        try:
+            mode = os.stat(real).st_mode
+        except FileNotFoundError:
+            raise MissingBatch(f"{label}: no batch at {path} (land one first, e.g. with lifelong simulate)") from None
+        except OSError:
+            return real  # e.g. no permission: reading it says why, and the file is quarantined
+        what = _kind(mode)
+        if what is None:
+            return real
+        rule = f"{real} is {what}, not a regular file"
+    raise UnsafeBatchPath(f"{label}: refused {given!r}: {rule}; nothing was read or copied")
 
 
 def landing_path(dataset: str, key: str, suffix: str = ".parquet") -> Path:

@@ -13,6 +13,8 @@ check that could not run because its column is missing or mistyped is not repeat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from lifelong.config import DatasetSpec
 
 # the most telling failures first: a wrong schema explains most of what follows
@@ -27,6 +29,20 @@ PRIORITY = {
 def _examples(result: dict) -> str:
     values = result.get("partial_unexpected_list") or []
     return f" (e.g. {', '.join(repr(v) for v in values[:3])})" if values else ""
+
+
+def _names(names: Iterable[object], most: int = 10, width: int = 40) -> str:
+    """Column names as a list, at most ``most`` of them, each cut at ``width`` characters: a header
+    line of a file that is not a batch never fills the log.
+
+    >>> _names(["Price", "x" * 50])
+    "['Price', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…']"
+    >>> _names(str(i) for i in range(12))
+    "['0', '1', '10', '11', '2', '3', '4', '5', '6', '7', ...] (12 in all)"
+    """
+    shown = sorted(str(n) for n in names)
+    cut = [n if len(n) <= width else n[: width - 1] + "…" for n in shown[:most]]
+    return str(cut) if len(shown) <= most else f"{str(cut)[:-1]}, ...] ({len(shown)} in all)"
 
 
 def _describe(check: dict, spec: DatasetSpec) -> str | None:
@@ -44,7 +60,7 @@ def _describe(check: dict, spec: DatasetSpec) -> str | None:
         if mismatched.get("missing"):
             parts.append(f"missing columns {sorted(mismatched['missing'])}")
         if mismatched.get("unexpected"):
-            parts.append(f"unexpected columns {sorted(c for c in mismatched['unexpected'] if not c.startswith('__'))}")
+            parts.append(f"unexpected columns {_names(c for c in mismatched['unexpected'] if not c.startswith('__'))}")
         return "; ".join(parts) or "columns do not match"
     if kind == "expect_column_values_to_be_of_type":
         return f"{column}: expected type {kw.get('type_')}, got {result.get('observed_value')}"

@@ -4,22 +4,27 @@ Layout: ``data/<dataset>/<YYYY-MM-DD>.parquet`` (one partition per local day) or
 ``data/<dataset>/task=<task>.parquet`` (one per task). :func:`ingest` is the
 ``validate_ingest`` step of the daily DAG:
 
-1. read the batch; a file that cannot be read is quarantined with the reason;
+1. check the file named is a batch lifelong may read (:func:`~lifelong.data.landing.check_batch_file`:
+   a regular file inside the data set's landing folder or ``LIFELONG_LANDING_ALLOW``), else
+   refuse it before anything is read or copied; read it; a file that cannot be read is
+   quarantined with the reason;
 2. validate it with its data set's Great Expectations suite; a failure is quarantined with
    the validation report, and :class:`~lifelong.errors.RefusedBatch` says what failed in one line;
 3. under the store lock, replace that day's (or task's) partition - never append a second
    copy - then ``dvc add`` + ``dvc push``; if DVC fails the partition and ``data.dvc`` are
-   put back as they were.
+   put back as they were (atomically). Temp files of writers killed mid-write are removed and a
+   broken ``data.dvc`` is put back from its last good copy first (:func:`dvcrepo.heal`).
 
 Re-ingesting the same batch writes the same bytes, so the data version does not change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
-import re
+import os
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,21 +33,18 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
-from lifelong import faults
+from lifelong import faults, locks
 from lifelong.config import ConfigError, DatasetSpec, Settings, load_params, load_settings
-from lifelong.data import dvcrepo, lock, schema
+from lifelong.data import dvcrepo, exports, schema
 from lifelong.data.batch import UnreadableBatch, read_batch
 from lifelong.data.dvcrepo import DataVersionError
-from lifelong.data.files import parquet_bytes, read_parquet, write_atomic
-from lifelong.data.landing import check_task_name, landed_file
+from lifelong.data.files import parquet_bytes, read_parquet, remove_stale_tmp, write_atomic
+from lifelong.data.landing import MissingBatch as MissingBatch  # raised by ingest, importable from here
+from lifelong.data.landing import check_batch_file, check_task_name, landed_file
 from lifelong.data.quarantine import quarantine
 from lifelong.errors import LifelongError, RefusedBatch, StoreBusy
 
-MD5 = re.compile(r"^[0-9a-f]{32}$")
-
-
-class MissingBatch(LifelongError):
-    """There is no batch to ingest (nothing landed for that day or task)."""
+MD5 = dvcrepo.MD5
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class IngestResult:
 
 
 def _store_lock(settings: Settings, what: str) -> Any:
-    return lock.hold(settings.home / "locks" / "dvc.lock", what)
+    return locks.store_lock(settings.home, what)
 
 
 def partition_name(spec: DatasetSpec, key: str) -> str:
@@ -115,6 +117,7 @@ def current_version() -> str | None:
     """
     settings = load_settings()
     with _store_lock(settings, "read the data version"):
+        dvcrepo.heal(settings)
         return dvcrepo.version(settings)
 
 
@@ -132,28 +135,59 @@ def _log_version(settings: Settings, entry: dict[str, Any]) -> None:
         fh.write(json.dumps({"at": datetime.now(UTC).isoformat(timespec="seconds"), **entry}) + "\n")
 
 
-def _summary(settings: Settings) -> dict[str, dict[str, int]]:
+def _summary(folder: Path, ignored: tuple[Path, ...] = ()) -> dict[str, dict[str, int]]:
+    """Partitions and rows of each data set folder under ``folder``."""
     import pyarrow.parquet as pq
 
     out = {}
-    ignored = {settings.landing_dir, settings.quarantine_dir}
-    for folder in sorted(p for p in settings.data_dir.iterdir() if p.is_dir() and p not in ignored):
-        files = sorted(folder.glob("*.parquet"))
-        out[folder.name] = {"partitions": len(files), "rows": sum(pq.ParquetFile(f).metadata.num_rows for f in files)}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p not in ignored):
+        files = sorted(sub.glob("*.parquet"))
+        out[sub.name] = {"partitions": len(files), "rows": sum(pq.ParquetFile(f).metadata.num_rows for f in files)}
     return out
 
 
-def checkout(version: str) -> dict[str, Any]:
-    """Restore exactly the rows of data version ``version`` (from the cache, else the remote)."""
+def _store_summary(settings: Settings) -> dict[str, dict[str, int]]:
+    return _summary(settings.data_dir, (settings.landing_dir, settings.quarantine_dir))
+
+
+def checkout(version: str, *, to: Path | None = None, in_place: bool = False) -> dict[str, Any]:
+    """Restore exactly the files of data version ``version`` (from the cache, else the remote).
+
+    By default into a folder of its own, ``to`` (default ``<home>/checkouts/<md5>/``), laid out
+    as ``data/`` is (``<dataset>/<partition>.parquet``): ``data.dvc`` and ``data/`` are left as
+    they are. With ``in_place`` the live store itself (``data/`` and ``data.dvc``) is rewound.
+    """
     md5 = version.strip().lower().removesuffix(".dir")
-    if not MD5.match(md5):
+    if not MD5.fullmatch(md5):
         raise DataVersionError(f"{version!r} is not a data version (32 hex digits, the md5 in data.dvc)")
     settings = load_settings()
+    if in_place and to is not None:
+        raise LifelongError("give --to DIR or --in-place, not both")
+    target = None if in_place else Path(to or settings.home / "checkouts" / md5).absolute()
+    if target is not None and Path(os.path.realpath(target)).is_relative_to(os.path.realpath(settings.data_dir)):
+        raise LifelongError(f"--to {target}: not inside data/ (DVC versions everything there); choose another folder")
     with _store_lock(settings, f"data checkout {md5}"):
         dvcrepo.ensure(settings)
-        source = dvcrepo.restore(settings, md5)
-    _log_version(settings, {"data_version": md5, "checkout": True, "source": source})
-    return {"data_version": md5, "source": source, "datasets": _summary(settings)}
+        if target is None:
+            with contextlib.suppress(DataVersionError):  # a broken data.dvc is about to be replaced anyway
+                dvcrepo.heal(settings)
+            source = dvcrepo.restore(settings, md5)
+        else:
+            source = "cache" if dvcrepo.cached(settings, md5) else "remote"
+            files = dvcrepo.version_files(settings, md5, fetch=True)
+            if not exports.export(md5, files, target, tidy=target.parent == settings.home / "checkouts"):
+                source = "folder"
+    if target is None:
+        _log_version(settings, {"data_version": md5, "checkout": True, "source": source})
+        return {"data_version": md5, "source": source, "in_place": True, "datasets": _store_summary(settings)}
+    return {
+        "data_version": md5,
+        "source": source,
+        "in_place": False,
+        "restored_to": str(target),
+        "files": len(files),
+        "datasets": _summary(target),
+    }
 
 
 def status() -> dict[str, Any]:
@@ -161,7 +195,7 @@ def status() -> dict[str, Any]:
     settings = load_settings()
     log = settings.home / "data_versions.jsonl"
     recent = [json.loads(line) for line in log.read_text().splitlines()[-10:]] if log.exists() else []
-    datasets = _summary(settings) if settings.data_dir.is_dir() else {}
+    datasets = _store_summary(settings) if settings.data_dir.is_dir() else {}
     return {"data_version": current_version(), "datasets": datasets, "recent": recent}
 
 
@@ -199,10 +233,12 @@ def read_task(dataset: str, task: str) -> pd.DataFrame:
 def _refuse(
     settings: Settings, spec: DatasetSpec, key: str, file: Path, reason: str, result: dict | None = None, **extra: Any
 ) -> NoReturn:
-    move = file.resolve().is_relative_to(settings.landing_dir.resolve())
+    move = file.is_relative_to(os.path.realpath(settings.landing_dir / spec.name))  # ours: moved, else copied
     folder = settings.quarantine_dir / spec.name / key
-    kept, report = quarantine(file, folder, move=move, reason=reason, result=result, extra=extra)
-    error = RefusedBatch(f"{spec.name} {key}: batch refused, {reason} (quarantined: {kept})")
+    max_bytes = int(spec.max_file_mb * 2**20)
+    kept, report = quarantine(file, folder, move=move, reason=reason, max_bytes=max_bytes, result=result, extra=extra)
+    where = f"quarantined: {kept}" if kept else f"file {'left in place' if file.exists() else 'gone'}, report: {report}"
+    error = RefusedBatch(f"{spec.name} {key}: batch refused, {reason} ({where})")
     error.quarantined = kept  # type: ignore[attr-defined]
     error.report = report  # type: ignore[attr-defined]
     raise error
@@ -218,6 +254,23 @@ def _key(spec: DatasetSpec, day: dt.date | None, task: str | None) -> str:
     return check_task_name(task)
 
 
+def _tidy(settings: Settings) -> None:
+    """Under the store lock, before a write: remove temp files of writers killed mid-write (every
+    writer of the store holds this lock, so none is in flight), and mend a broken ``data.dvc``."""
+    skip = (settings.landing_dir, settings.quarantine_dir)
+    removed = remove_stale_tmp(settings.data_dir, locked=True, skip=skip)
+    for file in (dvcrepo.dvc_file(settings), dvcrepo.last_good_file(settings)):
+        removed += remove_stale_tmp(file.parent, locked=True, of=(file.name,))
+    removed += remove_stale_tmp(settings.landing_dir)  # landing writers take no lock: only dead ones
+    if removed:
+        dvcrepo.log.warning("removed %d temp file(s) of writers killed mid-write: %s", len(removed), removed)
+    try:
+        dvcrepo.heal(settings)
+    except DataVersionError as exc:  # no good copy: `dvc add` writes data.dvc again from data/
+        dvcrepo.log.warning("%s; recording the store as it is", exc)
+        dvcrepo.dvc_file(settings).unlink(missing_ok=True)
+
+
 def ingest(
     dataset: str, *, day: dt.date | None = None, task: str | None = None, file: Path | None = None
 ) -> IngestResult:
@@ -225,9 +278,7 @@ def ingest(
     settings = load_settings()
     spec = load_params().dataset(dataset)
     key = _key(spec, day, task)
-    file = Path(file) if file is not None else landed_file(dataset, key)
-    if not file.exists():
-        raise MissingBatch(f"{dataset} {key}: no batch at {file} (land one first, e.g. with lifelong simulate)")
+    file = check_batch_file(dataset, file if file is not None else landed_file(dataset, key), label=f"{dataset} {key}")
 
     try:
         raw = read_batch(file, max_mb=spec.max_file_mb)
@@ -251,9 +302,10 @@ def ingest(
     target = partition_path(settings, dataset, partition)
     with _store_lock(settings, f"ingest {dataset} {key}"):
         dvcrepo.ensure(settings)
+        _tidy(settings)
         before = target.read_bytes() if target.exists() else None
         dvc_path = dvcrepo.dvc_file(settings)
-        dvc_before = dvc_path.read_text() if dvc_path.exists() else None
+        dvc_before = dvc_path.read_bytes() if dvc_path.exists() else None
         changed = before != data
         if changed:
             faults.checkpoint("partition_write")
@@ -266,7 +318,7 @@ def ingest(
             elif changed:
                 target.unlink(missing_ok=True)
             if dvc_before is not None:
-                dvc_path.write_text(dvc_before)
+                write_atomic(dvc_path, dvc_before)
             else:
                 dvc_path.unlink(missing_ok=True)
             raise

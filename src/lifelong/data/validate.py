@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lifelong import locks
 from lifelong.config import ConfigError, DatasetSpec, load_settings, params_hash
-from lifelong.data import lock, schema
+from lifelong.data import schema
 from lifelong.data.messages import describe
 
 FLOAT_MAX = float(np.finfo(np.float64).max)
@@ -300,7 +301,7 @@ def validate(frame: pd.DataFrame, spec: DatasetSpec, key: str) -> Validation:
     root = settings.home / "gx"
     parameters = batch_parameters(spec, key)
     data = derive(frame, spec)
-    with lock.hold(settings.home / "locks" / "gx.lock", f"validate {spec.name} {key}"):
+    with locks.hold(settings.home / "locks" / "gx.lock", f"validate {spec.name} {key}"):
         context = _context(root)
         try:
             run = _run(_checkpoint(context, root, spec), data, parameters, f"{spec.name}-{key}")

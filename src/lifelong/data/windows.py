@@ -120,10 +120,16 @@ def forecast_windows(
     return x, y
 
 
+def target_scale(stats: dict) -> tuple[float, float]:
+    """``(mean, std)`` the target was normalised with."""
+    scale = stats["columns"][stats["target"]]
+    return float(scale["mean"]), float(scale["std"])
+
+
 def denormalise_target(y: torch.Tensor, stats: dict) -> torch.Tensor:
     """Normalised target values back in the data's units."""
-    scale = stats["columns"][stats["target"]]
-    return y * scale["std"] + scale["mean"]
+    mean, std = target_scale(stats)
+    return y * std + mean
 
 
 def classify_arrays(

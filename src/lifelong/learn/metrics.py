@@ -42,7 +42,7 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 Matrix = Sequence[Sequence[float]]
 
@@ -118,6 +118,42 @@ def smape(forecast: Tensor, target: Tensor) -> float:
     denom = f.abs() + y.abs()
     terms = torch.where(denom > 0, 2 * (f - y).abs() / denom.clamp_min(1e-300), torch.zeros_like(denom))
     return float(100 * terms.mean())
+
+
+def forecast_errors(forecast: Tensor, target: Tensor) -> dict[str, float]:
+    """MAE, RMSE and sMAPE of ``forecast`` against ``target`` (in the units they are given in)."""
+    return {"mae": mae(forecast, target), "rmse": rmse(forecast, target), "smape": smape(forecast, target)}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, *, batch: int = 1024) -> Tensor:
+    """Model outputs (logits or forecasts) for ``x``, in eval mode, returned on the CPU."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        return torch.cat([model(x[i : i + batch].to(device)).float().cpu() for i in range(0, x.shape[0], batch)])
+    finally:
+        model.train(was_training)
+
+
+def forecast_in_units(model: nn.Module, x: Tensor, y: Tensor, scale: tuple[float, float]) -> tuple[Tensor, Tensor]:
+    """``model``'s forecasts for ``x`` and the targets ``y``, both taken back to the target's units.
+
+    ``scale`` is the ``(mean, std)`` the target was normalised with.
+    """
+    mean, std = scale
+    return predict(model, x) * std + mean, y.reshape(x.shape[0], -1) * std + mean
+
+
+def model_forecast_errors(model: nn.Module, x: Tensor, y: Tensor, scale: tuple[float, float]) -> dict[str, float]:
+    """:func:`forecast_errors` of ``model`` on ``(x, y)`` in the target's units."""
+    return forecast_errors(*forecast_in_units(model, x, y, scale))
+
+
+def model_accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    """Accuracy of a classifier on ``(x, y)``."""
+    return accuracy(predict(model, x), y)
 
 
 # --------------------------------------------------------------------------- naive baselines and scaled errors

@@ -9,8 +9,9 @@ A saved state is a folder of :data:`STATE_FILES`:
   the last consolidation (only when present);
 * ``buffer.safetensors``: the replay samples and the buffer's generator state (only when present);
 * ``state.json``, written **last**: format version, the arch/train/strategy specs, the scheduler
-  state, counters, metric history, caller extras, the buffer's metadata, and the sha256 of
-  every tensor file it belongs with.
+  state, counters, metric history, the normalisation statistics, the tasks learned, the last day
+  trained on, caller extras, the buffer's metadata, and the sha256 of every tensor file it
+  belongs with.
 
 Writing is atomic per file (temporary file, fsync, ``os.replace``) and ``state.json`` is
 removed first and written last, so a folder whose ``state.json`` checks out is complete.
@@ -68,6 +69,13 @@ class LearnerState:
     buffer: ReplayBuffer | None = None
     counters: dict[str, int] = field(default_factory=_new_counters)
     history: list[dict[str, Any]] = field(default_factory=list)
+    # forecasters: the mean/std the windows were normalised with (lifelong.data.windows.fit_stats)
+    stats: dict[str, Any] | None = None
+    # the tasks learned so far, in order (task additions; a daily forecaster's regimes)
+    tasks: list[str] = field(default_factory=list)
+    # the last day of data the model was trained on (ISO date), for daily updates
+    trained_through: str | None = None
+    # anything else a caller keeps with the state (JSON)
     extra: dict[str, Any] = field(default_factory=dict)
     train_spec: TrainSpec = field(default_factory=TrainSpec)
     strategy_spec: StrategySpec = field(default_factory=StrategySpec)
@@ -136,6 +144,9 @@ def save_state(state: LearnerState, directory: Path) -> None:
         "buffer": state.buffer.meta() if state.buffer is not None else None,
         "counters": dict(state.counters),
         "history": state.history,
+        "stats": state.stats,
+        "tasks": list(state.tasks),
+        "trained_through": state.trained_through,
         "extra": state.extra,
     }
     _atomic_write(meta_path, json.dumps(meta, indent=1, sort_keys=True, allow_nan=True).encode())
@@ -206,7 +217,14 @@ def load_state(directory: Path, arch: ArchitectureSpec | None = None) -> Learner
             state.buffer = ReplayBuffer.restore(tensors["buffer"], meta["buffer"])
         state.counters = {str(k): int(v) for k, v in meta["counters"].items()}
         state.history = list(meta["history"])
-        state.extra = dict(meta["extra"])
+        extra = dict(meta["extra"])
+        # states saved before these were fields kept them in extra
+        state.stats = meta["stats"] if "stats" in meta else extra.pop("stats", None)
+        state.tasks = [str(t) for t in (meta["tasks"] if "tasks" in meta else extra.pop("tasks", []))]
+        state.trained_through = (
+            meta["trained_through"] if "trained_through" in meta else extra.pop("trained_through", None)
+        )
+        state.extra = extra
     except StateError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:

@@ -22,9 +22,8 @@ task-addition DAG before learning a new task, or the daily update after it train
   (``sum_t F_t (theta - a_t)**2 = F (theta - anchor)**2 + const`` with ``F = sum_t F_t`` and
   ``anchor`` the Fisher-weighted mean of the ``a_t``), so it fits the same two tensors and trains
   identically (same gradient; the penalty's value differs by that constant). It is there for the
-  benchmarks. Measured on permuted MNIST (bench/RESULTS.md, 4d) it keeps the oldest task better
-  and recent ones worse, no better on average; on split digits, class-incremental, it forgets
-  more than online EWC. So no strategy name selects it.
+  benchmarks: on permuted and split MNIST (bench/RESULTS.md, section 4) it is no better on
+  average than online EWC, so no strategy name selects it.
 * LwF: the anchors become the teacher; ``extra_loss`` distils the teacher's outputs with a
   temperature (KL on softened class probabilities, scaled by ``T**2``) or, for regression,
   the MSE to the teacher's predictions, weighted by ``lwf_alpha``.
@@ -61,16 +60,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lifelong.config import ConfigError, StrategySpec
+from lifelong.config import STRATEGIES, ConfigError, StrategySpec
 from lifelong.learn.fisher import per_sample_fisher
 from lifelong.learn.state import LearnerState
 
 TaskKind = Literal["regression", "classification"]
-STRATEGIES = ("naive", "ewc", "online_ewc", "lwf", "replay", "ewc+replay", "lwf+replay")
 
 
 class Strategy(Protocol):
+    """What :func:`lifelong.learn.train.fit` calls on a strategy, once per step or per fit."""
+
     name: str
+
+    def replay_size(self, batch: int) -> int: ...
 
     def penalty(self, model: nn.Module) -> Tensor: ...
 
@@ -81,6 +83,30 @@ class Strategy(Protocol):
     def observe(self, x: Tensor, y: Tensor, task: int | None) -> None: ...
 
     def consolidate(self, model: nn.Module, x: Tensor, y: Tensor) -> None: ...
+
+
+class Part:
+    """A strategy part that does nothing: EWC, LwF and Replay override what they use."""
+
+    name = "naive"
+
+    def replay_size(self, batch: int) -> int:
+        return 0
+
+    def penalty(self, model: nn.Module) -> Tensor:
+        return _zero(model)
+
+    def extra_loss(self, model: nn.Module, x: Tensor) -> Tensor:
+        return _zero(model)
+
+    def replay_batch(self, n: int) -> tuple[Tensor, Tensor] | None:
+        return None
+
+    def observe(self, x: Tensor, y: Tensor, task: int | None) -> None:
+        return None
+
+    def consolidate(self, model: nn.Module, x: Tensor, y: Tensor) -> None:
+        return None
 
 
 def _zero(model: nn.Module) -> Tensor:
@@ -97,9 +123,8 @@ class _QuadraticPenalty(torch.autograd.Function):
 
     The same value and gradient as writing the sum out for autograd, in a few multi-tensor
     (``torch._foreach_*``) operations rather than five per parameter forwards and as many backwards:
-    a handful of kernel launches per step rather than dozens on a GPU. Measured with fused Adam on an
-    H100 (bench/RESULTS.md section 5): engine_classifier's task fit 1.33x faster; on one CPU thread
-    the same fit is no faster (0.95x: few, small parameters).
+    a handful of kernel launches per step rather than dozens on a GPU (bench/RESULTS.md section 5
+    compares the two).
     """
 
     @staticmethod
@@ -117,7 +142,7 @@ class _QuadraticPenalty(torch.autograd.Function):
         return (None, None, None, *torch._foreach_mul(ctx.saved_tensors, grad_output))
 
 
-class EWC:
+class EWC(Part):
     """Elastic weight consolidation with the summed Fisher and one anchor per parameter on ``state``.
 
     ``per_task_anchors``: the anchor is the Fisher-weighted mean of the parameters each task ended
@@ -150,15 +175,6 @@ class EWC:
             self.spec.ewc_lambda, [fisher[n] for n, _ in named], [anchors[n] for n, _ in named], *(p for _, p in named)
         )
 
-    def extra_loss(self, model: nn.Module, x: Tensor) -> Tensor:
-        return _zero(model)
-
-    def replay_batch(self, n: int) -> tuple[Tensor, Tensor] | None:
-        return None
-
-    def observe(self, x: Tensor, y: Tensor, task: int | None) -> None:
-        return None
-
     def consolidate(self, model: nn.Module, x: Tensor, y: Tensor) -> None:
         x, y = _subsample(x, y, self.spec.fisher_samples, seed=self.state.counters.get("consolidations", 0))
         new = per_sample_fisher(model, x, y, task=self.task, variant=self.spec.fisher_variant)
@@ -177,7 +193,7 @@ class EWC:
         self._cache = None
 
 
-class LwF:
+class LwF(Part):
     """Learning without Forgetting: distil the outputs of the model as it was at the last consolidation."""
 
     name = "lwf"
@@ -196,9 +212,6 @@ class LwF:
             self._teacher = (key, teacher)
         return self._teacher[1]
 
-    def penalty(self, model: nn.Module) -> Tensor:
-        return _zero(model)
-
     def extra_loss(self, model: nn.Module, x: Tensor) -> Tensor:
         if self.state.anchors is None or self.spec.lwf_alpha == 0:
             return _zero(model)
@@ -211,18 +224,12 @@ class LwF:
         kl = F.kl_div(F.log_softmax(out / t, -1), F.log_softmax(target / t, -1), log_target=True, reduction="batchmean")
         return self.spec.lwf_alpha * t * t * kl
 
-    def replay_batch(self, n: int) -> tuple[Tensor, Tensor] | None:
-        return None
-
-    def observe(self, x: Tensor, y: Tensor, task: int | None) -> None:
-        return None
-
     def consolidate(self, model: nn.Module, x: Tensor, y: Tensor) -> None:
         self.state.anchors = _snapshot(model)
         self._teacher = None
 
 
-class Replay:
+class Replay(Part):
     """Experience replay from ``state.buffer``."""
 
     name = "replay"
@@ -231,12 +238,6 @@ class Replay:
         if state.buffer is None:
             raise ConfigError(f"strategy {spec.name!r} replays but the learner state has no replay buffer")
         self.state = state
-
-    def penalty(self, model: nn.Module) -> Tensor:
-        return _zero(model)
-
-    def extra_loss(self, model: nn.Module, x: Tensor) -> Tensor:
-        return _zero(model)
 
     def replay_batch(self, n: int) -> tuple[Tensor, Tensor] | None:
         buffer = self.state.buffer
@@ -248,11 +249,8 @@ class Replay:
         assert self.state.buffer is not None
         self.state.buffer.add(x, y, task)
 
-    def consolidate(self, model: nn.Module, x: Tensor, y: Tensor) -> None:
-        return None
 
-
-class Composite:
+class Composite(Part):
     """The parts of a strategy, called in order; counts consolidations on the state."""
 
     def __init__(self, name: str, parts: list[EWC | LwF | Replay], state: LearnerState, replay_ratio: float) -> None:

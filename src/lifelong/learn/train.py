@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lifelong import faults
 from lifelong.config import TrainSpec
 from lifelong.errors import LifelongError
 from lifelong.learn.models import task_kind
@@ -79,8 +78,12 @@ def fit(
     task: int | None = None,
     progress: Callable[[str], None] | None = None,
     loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train ``state`` in place on ``(x, y)``; see the module docstring.
+
+    ``on_epoch(record)`` is called after each epoch with its losses (the pipeline's
+    fault-injection checkpoint hangs there; so could a progress bar).
 
     ``loss(outputs, targets)`` replaces the default task loss (mean cross-entropy or MSE),
     e.g. to mask the logits of inactive classes (task-incremental heads).
@@ -99,10 +102,8 @@ def fit(
     perm = torch.randperm(x.shape[0], generator=generator)
     val_idx, train_idx = perm[:n_val], perm[n_val:]
     x_val, y_val = x[val_idx].to(device), y[val_idx].to(device)
-    replay_size: Callable[[int], int] = getattr(strategy, "replay_size", lambda batch: 0)
     # on a GPU the training set is copied once, when it fits, rather than a batch at a time from
-    # pageable host memory (a copy that waits for the steps before it); measured 1.0x to 1.1x on the
-    # forecaster (launch-bound steps), 1.3x on engine_classifier's task fit (bench/RESULTS.md section 5)
+    # pageable host memory (a copy that waits for the steps before it; bench/gpu.py times both)
     resident = device.type == "cuda" and _fits_on_device(x, y, device)
     x_src, y_src = (x.to(device), y.to(device)) if resident else (x, y)
     train_idx = train_idx.to(x_src.device)
@@ -118,7 +119,7 @@ def fit(
             for start in range(0, order.numel(), train.batch_size):
                 idx = order[start : start + train.batch_size]
                 xb, yb = x_src[idx], y_src[idx]
-                replayed = strategy.replay_batch(replay_size(idx.numel()))
+                replayed = strategy.replay_batch(strategy.replay_size(idx.numel()))
                 if replayed is not None:
                     xr, yr = (_to_device_async(t, device) if resident else t for t in replayed)
                     xb, yb = torch.cat([xb, xr.to(xb.dtype)]), torch.cat([yb, yr.to(yb.dtype)])
@@ -140,7 +141,8 @@ def fit(
             val_loss = evaluate_loss(model, x_val, y_val, kind, amp=amp, loss=loss) if n_val else train_loss
             state.counters["epochs"] = state.counters.get("epochs", 0) + 1
             result.epochs.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": state.lr})
-            faults.checkpoint("train_epoch")
+            if on_epoch is not None:
+                on_epoch(result.epochs[-1])
             if progress is not None:
                 progress(
                     f"epoch {epoch + 1}/{train.epochs} train_loss={train_loss:.5g} val_loss={val_loss:.5g} "
@@ -201,24 +203,11 @@ def evaluate_loss(
     return total / max(x.shape[0], 1)
 
 
-@torch.no_grad()
-def predict(model: nn.Module, x: Tensor, *, batch: int = 1024) -> Tensor:
-    """Model outputs (logits or forecasts) for ``x``, in eval mode, returned on the CPU."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        return torch.cat([model(x[i : i + batch].to(device)).float().cpu() for i in range(0, x.shape[0], batch)])
-    finally:
-        model.train(was_training)
-
-
 def consolidate(state: LearnerState, strategy: Strategy, x: Tensor, y: Tensor, *, device: str = "auto") -> None:
     """``strategy.consolidate`` on the state's model, with the model on ``device`` for the duration.
 
-    The per-sample Fisher of EWC is the costly part of a task addition and is 5x to 32x faster on an
-    H100 than on one CPU thread (bench/RESULTS.md section 5); the Fisher and anchors it leaves on the
-    state are CPU tensors.
+    The per-sample Fisher of EWC is the costly part of a task addition and much faster on a GPU
+    (bench/RESULTS.md section 5); the Fisher and anchors it leaves on the state are CPU tensors.
     """
     with _on_device(state, select_device(device)):
         strategy.consolidate(state.model, x, y)
@@ -280,8 +269,8 @@ def _on_device(state: LearnerState, device: torch.device) -> Iterator[None]:
         _move(state, torch.device("cpu"))
 
 
-# Adam on a GPU takes its fused kernel (one launch per step instead of a dozen multi-tensor ones):
-# with the multi-tensor EWC penalty, 1.05x to 1.33x on an H100 (bench/RESULTS.md section 5)
+# Adam on a GPU takes its fused kernel (one launch per step instead of a dozen multi-tensor ones);
+# bench/gpu.py turns this off to time the step without it
 FUSED_ADAM_ON_CUDA = True
 
 

@@ -1,4 +1,4 @@
-"""Child process of :func:`lifelong.airflow.embedded.run_dag`: run DAG runs with ``dag.test``.
+"""Child process of :func:`lifelong.airflow.embedded_runner.run_dag`: run DAG runs with ``dag.test``.
 
 Started with the embedded Airflow environment. Prints one ``LIFELONG-RESULT {json}`` line
 per run on stdout; everything Airflow logs goes to stderr (the caller's log file).
@@ -21,7 +21,7 @@ import threading
 from datetime import UTC, datetime
 from typing import NoReturn
 
-from lifelong.airflow.embedded import DAGS_DIR, RESULT_PREFIX
+from lifelong.airflow.embedded_runner import DAGS_DIR, RESULT_PREFIX
 
 _GC_THRESHOLDS: tuple[int, int, int] | None = None  # the collector's own, while full collections are held
 
@@ -32,7 +32,7 @@ def hold_full_collections() -> None:
     A fresh child imports Airflow, torch, pandas, MLflow and GX during its first DAG run:
     well over a million objects that live as long as the process. CPython runs a full
     collection whenever its long-lived objects have grown by a quarter, so that growth alone
-    costs a dozen full collections, each scanning everything, for almost no garbage (2-3 s
+    costs a dozen full collections, each scanning everything, for almost no garbage (seconds
     of a daily run on 2 cores). Young collections go on as usual, so short-lived cycles are
     still freed; what survives them waits for the first full collection after the hold.
     """
@@ -86,7 +86,7 @@ def main(request_json: str) -> int:
 
 
 def exit_process(code: int) -> NoReturn:
-    """End the process as the interpreter would, minus its teardown (3-5 s after a DAG run).
+    """End the process as the interpreter would, minus its teardown (seconds after a DAG run).
 
     The steps of a normal exit that matter run first, in the interpreter's order: thread
     shutdown (idle thread-pool workers stopped, non-daemon threads joined), then every

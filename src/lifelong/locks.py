@@ -93,6 +93,11 @@ def hold(path: Path, what: str, *, timeout: float | None = None) -> Iterator[Non
         os.close(fd)
 
 
+def store_lock(home: Path, what: str, *, timeout: float | None = None) -> Iterator[None]:
+    """The data store's lock: every DVC command and every read of ``data.dvc`` holds it."""
+    return hold(home / "locks" / "dvc.lock", what, timeout=timeout)
+
+
 def model_lock(home: Path, model: str, what: str, *, timeout: float | None = None) -> Iterator[None]:
     """One run of ``model`` at a time under ``home`` (``run_day``, ``run_task``, an embedded DAG run).
 

@@ -17,8 +17,8 @@ import sys
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
-from lifelong.config import Settings, load_params, load_settings
-from lifelong.data import lock
+from lifelong import locks
+from lifelong.config import TASKS_POOL, Settings, load_params, load_settings, pool_name
 from lifelong.errors import LifelongError
 
 REPO_DIR = Path(__file__).resolve().parents[3]
@@ -46,14 +46,6 @@ def airflow_env(settings: Settings | None = None, base: dict[str, str] | None = 
     env.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
     env.setdefault("PYTHONPATH", str(REPO_DIR / "src"))
     return env
-
-
-def pool_name(model: str) -> str:
-    """The one-slot pool that serializes every model-changing step of ``model``."""
-    return f"lifelong__{model}"
-
-
-TASKS_POOL = "lifelong__tasks"
 
 
 def pools(settings: Settings | None = None) -> dict[str, str]:
@@ -110,7 +102,7 @@ def run_dag(
     ``dag.test`` honours neither pools nor ``max_active_runs``, so two triggers at once (two
     ``lifelong daily`` of one model, a daily run and a task addition) are serialized here: one
     embedded DAG run at a time per lifelong home (its SQLite metadata database allows one
-    writer anyway), holding the model's lock, the one ``pipeline.run_day`` takes, so that a CLI
+    writer anyway), holding the model's lock, the one ``steps.run.run_day`` takes, so that a CLI
     run of the same model waits too. A second trigger waits up to ``LIFELONG_RUN_WAIT_S``
     (default an hour), then fails naming the run it waited for.
     """
@@ -118,10 +110,10 @@ def run_dag(
     with contextlib.ExitStack() as held:
         wait = float(os.environ.get("LIFELONG_RUN_WAIT_S") or 3600)
         what = f"{dag_id} {', '.join(str(d) for d in logical_dates)}"
-        held.enter_context(lock.hold(settings.home / "locks" / "airflow-embedded.lock", what, timeout=wait))
+        held.enter_context(locks.hold(settings.home / "locks" / "airflow-embedded.lock", what, timeout=wait))
         model = _model_of(dag_id, conf, load_params().models)
         if model is not None:
-            held.enter_context(lock.model_lock(settings.home, model, what, timeout=wait))
+            held.enter_context(locks.model_lock(settings.home, model, what, timeout=wait))
         return _run_dag(dag_id, logical_dates, conf, settings, on_result)
 
 
@@ -150,7 +142,7 @@ def _run_dag(
     env = ensure_airflow(settings)
     log = settings.home / "logs" / f"{dag_id}.log"
     request = json.dumps({"dag_id": dag_id, "dates": list(logical_dates), "conf": conf})
-    cmd = [sys.executable, "-m", "lifelong.airflow.run_dags", request]
+    cmd = [sys.executable, "-m", "lifelong.airflow.dagrun_child", request]
     results = []
     with log.open("a") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=out, text=True)
@@ -174,6 +166,6 @@ RESULT_PREFIX = "LIFELONG-RESULT "
 
 
 if __name__ == "__main__":
-    # `python -m lifelong.airflow.embedded pools`: the pools as `airflow pools import` JSON
+    # `python -m lifelong.airflow.embedded_runner pools`: the pools as `airflow pools import` JSON
     if sys.argv[1:] == ["pools"]:
         print(json.dumps(pools_json()))

@@ -1,7 +1,8 @@
-"""What a DAG task needs around a ``lifelong.pipeline`` call: run info and error mapping.
+"""Inside a running Airflow task: the run info and error mapping around one step call.
 
-Kept apart from the DAG files so that they hold no logic, and apart from
-``operators.py`` so that TaskFlow DAGs and operator users share one behaviour:
+Kept apart from the DAG files so that they hold no logic. A task names its step as
+``"<module>.<function>"`` of :mod:`lifelong.steps` (``"daily.update"``), imported when the task
+runs, never when the DAG file is parsed. Errors map to Airflow outcomes:
 
 * a refused batch or an invalid parameter fails the task at once (no retry: retrying
   cannot make bad data good);
@@ -9,10 +10,14 @@ Kept apart from the DAG files so that they hold no logic, and apart from
   dependants, while the ``report`` task still runs;
 * anything else (a store unreachable, a worker killed) raises, and Airflow retries
   with backoff.
+
+A refused batch (quarantine) and a task's final failure (no retry left) also send an alert
+(:mod:`lifelong.notify`; off unless ``LIFELONG_ALERT_WEBHOOK`` is set).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -40,27 +45,88 @@ def run_info(context: Mapping[str, Any]) -> dict:
     }
 
 
-def call(step: Callable[..., dict], *args: Any, context: Mapping[str, Any], **kwargs: Any) -> dict:
-    """Run one pipeline step inside a task, mapping lifelong errors to Airflow outcomes."""
+def step_function(name: str) -> Callable[..., Any]:
+    """The step ``"<module>.<function>"`` of :mod:`lifelong.steps`.
+
+    >>> step_function("decide.gate").__name__
+    'gate'
+    """
+    module, _, function = name.partition(".")
+    found = getattr(importlib.import_module(f"lifelong.steps.{module}"), function, None)
+    if not callable(found):
+        raise LookupError(f"no step {name!r} in lifelong.steps")
+    return found
+
+
+def call(step: str, *args: Any, context: Mapping[str, Any], **kwargs: Any) -> Any:
+    """Run the step ``step`` (``"daily.update"``) inside a task, mapping lifelong errors to Airflow outcomes."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from lifelong.config import ConfigError
     from lifelong.errors import RefusedBatch, StateError
-    from lifelong.pipeline import NotReady
+    from lifelong.steps.context import NotReady
 
     project_env()
     info = run_info(context)
     try:
-        return step(*args, run_info=info, **kwargs)
+        return step_function(step)(*args, run_info=info, **kwargs)
     except NotReady as exc:
         raise AirflowSkipException(str(exc)) from None
     except (RefusedBatch, ConfigError, StateError) as exc:
+        if isinstance(exc, RefusedBatch):
+            _alert_quarantine(args[0] if args else None, info, exc)
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from None
     except Exception as exc:
         unreachable = service_unavailable(exc, try_number=info["try_number"], retries=_retries(context))
         if unreachable is None:
             raise
         raise unreachable from exc
+
+
+def _alert_quarantine(model: Any, info: dict, exc: Exception) -> None:
+    from lifelong import notify
+
+    notify.alert(
+        "quarantine", model=str(model) if model else None, date=info.get("logical_date"), reason=str(exc),
+        dag_run=notify.run_label(info),
+    )  # fmt: skip
+
+
+def _model_of(context: Mapping[str, Any]) -> str | None:
+    dag_run = context.get("dag_run")
+    dag_id = getattr(dag_run, "dag_id", None) or getattr(context.get("ti"), "dag_id", None) or ""
+    if dag_id.startswith("lifelong_daily__"):
+        return dag_id.partition("__")[2]
+    conf = getattr(dag_run, "conf", None) or {}
+    params = context.get("params") or {}
+    return conf.get("model") or params.get("model")
+
+
+def on_final_failure(context: Mapping[str, Any]) -> None:
+    """``on_failure_callback`` of every lifelong task: an alert when a task failed for good.
+
+    Airflow calls it only once no retry is left (a retry calls ``on_retry_callback``); a refused
+    batch was alerted as a quarantine already, so it is not alerted twice. Never raises.
+    """
+    from lifelong import notify
+
+    try:
+        exc = context.get("exception")
+        text = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc or "failed")
+        if "RefusedBatch" in text:
+            return
+        info = run_info(context)
+        task_id = getattr(context.get("ti"), "task_id", None)
+        retries = _retries(context)
+        notify.alert(
+            "task_failed", model=_model_of(context), date=info.get("logical_date"), reason=f"{task_id}: {text}",
+            figures={"task": task_id, "try_number": info.get("try_number"), "retries": retries},
+            dag_run=notify.run_label(info),
+        )  # fmt: skip
+    except Exception:  # noqa: BLE001 - a callback never fails anything
+        import logging
+
+        logging.getLogger("lifelong.notify").exception("on_failure_callback")
 
 
 def _retries(context: Mapping[str, Any]) -> int | None:
@@ -124,7 +190,8 @@ def service_unavailable(exc: BaseException, try_number: int | None = None, retri
 
 
 def default_args() -> dict[str, Any]:
-    """``retries``, ``retry_delay`` and backoff of every lifelong task, from ``params.yaml``'s ``retry``."""
+    """``retries``, ``retry_delay`` and backoff of every lifelong task, from ``params.yaml``'s ``retry``,
+    and the alert on a task's final failure."""
     from datetime import timedelta
 
     from lifelong.config import load_params
@@ -135,4 +202,5 @@ def default_args() -> dict[str, Any]:
         "retry_delay": timedelta(seconds=retry.delay_s),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(seconds=retry.max_delay_s),
+        "on_failure_callback": on_final_failure,
     }

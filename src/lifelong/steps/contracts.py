@@ -1,0 +1,162 @@
+"""The typed results that travel between steps (through XCom in the DAGs, as calls in ``run``).
+
+Each is a plain dict on the wire (JSON types only), typed here so that a reader and a type
+checker see what a step hands the next one. The data version a step worked on travels in
+its result: a later step reads exactly that version, never "the latest".
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+Scores = dict[str, float]
+
+
+class IngestResult(TypedDict):
+    """``validate_ingest`` / ``ingest_task``: what was stored, and the data version that records it."""
+
+    dataset: str
+    partition: str
+    rows: int
+    data_version: str
+    report_path: str
+    data_docs_path: str
+    replaced: bool
+    changed: bool
+    validation_s: float
+
+
+class DriftResult(TypedDict):
+    """``check_drift``: the decision, its reasons, the per-feature tests and where the report is."""
+
+    model: str
+    date: str
+    data_version: str
+    decision: str  # none | drift | severe
+    reasons: list[str]
+    features: list[dict[str, Any]]
+    error: dict[str, Any] | None
+    report_path: str | None
+    plot_path: str | None
+
+
+class CandidateResult(TypedDict):
+    """``update``: the registered candidate version and what it was trained on."""
+
+    model: str
+    version: str
+    run_id: str
+    kind: str  # bootstrap | update
+    date: str
+    data_version: str
+    train_days: list[str]
+    reused: bool
+    drift: str | None
+
+
+class EvaluationResult(TypedDict):
+    """``evaluate``: candidate and champion scored on the same data."""
+
+    model: str
+    version: str
+    champion_version: str | None
+    data_version: str
+    candidate: Scores
+    champion: Scores | None
+
+
+class ConsolidationResult(TypedDict):
+    """``consolidate``: the champion with its latest task folded into the online Fisher (an MLflow run)."""
+
+    model: str
+    task: str
+    champion: str | None
+    consolidated: bool
+    fisher_task: str | None
+    run_id: str | None
+    data_version: str
+    duration_s: float
+
+
+class TaskCandidateResult(TypedDict):
+    """``learn_task``: the registered candidate that learned ``task``."""
+
+    model: str
+    task: str
+    version: str
+    run_id: str
+    data_version: str
+    reused: bool
+
+
+class TaskEvaluationResult(TypedDict):
+    """``evaluate_all``: the new row of the accuracy matrix and the scores the gate judges."""
+
+    model: str
+    version: str
+    champion_version: str | None
+    data_version: str
+    tasks: list[str]
+    acc_matrix: list[list[float]]
+    candidate: Scores
+    champion: Scores | None
+    average_accuracy: float
+    backward_transfer: float
+
+
+class DecisionResult(TypedDict):
+    """``gate``: approve or not, why, and the change of every shared metric."""
+
+    model: str
+    version: str
+    champion_version: str | None
+    approved: bool
+    reason: str
+    deltas: dict[str, float]
+
+
+class RegistryOutcome(TypedDict, total=False):
+    """``promote`` / ``reject`` / ``rollback``: the audit event and where the aliases point now."""
+
+    event: str | None
+    model: str
+    version: str | None
+    champion: str | None
+    previous: str | None
+    changed: bool
+    reason: str
+    trigger: str
+
+
+class ReportResult(TypedDict, total=False):
+    """``report``: the day's summary, as written to ``<home>/reports/<model>/daily/<date>.json``."""
+
+    model: str
+    date: str
+    champion: str | None
+    written_at: str
+    path: str
+
+
+class WatchResult(TypedDict):
+    """``watch``: the serving champion against the version before it (in shadow) on the new day.
+
+    ``status``: disabled | no_champion | no_shadow | ok | worse | rolled_back. ``streak`` counts
+    the consecutive days (this one included) the champion was worse than ``shadow`` by more than
+    the tolerance; at ``days`` the champion is rolled back to ``shadow`` (``rollback``).
+    """
+
+    model: str
+    date: str
+    data_version: str
+    status: str
+    metric: str
+    champion: str | None
+    shadow: str | None
+    champion_score: float | None
+    shadow_score: float | None
+    excess_pct: float | None
+    tolerance_pct: float
+    streak: int
+    days: int
+    rollback: RegistryOutcome | None

@@ -1,0 +1,97 @@
+"""Every step of a DAG, in order, in this process: ``lifelong run-day``, ``add-task``, ``dvc repro``.
+
+Each driver holds the model's lock for the whole run, as the model's Airflow pool does across
+workers: two CLI runs of one day would otherwise both train a candidate before either
+promotes, and both candidates would pass the gate (tests/faults/test_concurrent.py).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from lifelong import locks, notify, registry
+from lifelong.config import load_params, load_settings
+from lifelong.data import store
+from lifelong.errors import RefusedBatch
+from lifelong.steps import daily, decide, tasks, watch
+from lifelong.steps.context import Context, NotReady, RunInfo, current_user
+
+
+def _model_lock(ctx: Context, what: str) -> Any:
+    return locks.model_lock(ctx.settings.home, ctx.model, what)
+
+
+def _decide(model: str, evaluation: Any, run: RunInfo) -> dict[str, Any]:
+    """The gate, then promote or reject: the results under their step names."""
+    decision = decide.gate(model, evaluation, run_info=run)
+    if decision["approved"]:
+        return {"gate": decision, "promote": decide.promote(model, decision, run_info=run)}
+    return {"gate": decision, "reject": decide.reject(model, decision, run_info=run)}
+
+
+def run_day(model: str, logical_date: str | date, *, file: str | None = None) -> dict[str, Any]:
+    """Every step of the daily DAG, in order (the data version of the day's ingest travels).
+
+    ``watch`` runs once the day is stored, whether a candidate was trained or not (as in the DAG,
+    where it follows promote / reject and a skipped update); never on a quarantined day.
+    """
+    run = RunInfo(user=current_user())
+    ctx = Context.of(model, run)  # an unknown model is refused before its name becomes part of a path
+    results: dict[str, Any] = {}
+    with _model_lock(ctx, f"run_day {model} {logical_date}"):
+        try:
+            try:
+                ingest = daily.validate_ingest(model, logical_date, file=file, run_info=run)
+            except RefusedBatch as exc:
+                notify.alert("quarantine", model=model, date=str(logical_date), reason=str(exc))
+                raise
+            results["validate_ingest"] = ingest
+            try:
+                drift = results["check_drift"] = daily.check_drift(model, logical_date, ingest, run_info=run)
+                candidate = results["update"] = daily.update(model, logical_date, ingest, drift=drift, run_info=run)
+                evaluation = results["evaluate"] = daily.evaluate(model, logical_date, candidate, run_info=run)
+                results.update(_decide(model, evaluation, run))
+            except NotReady as exc:
+                results["skipped"] = str(exc)
+            results["watch"] = watch.watch(model, logical_date, ingest, run_info=run)
+        except NotReady as exc:
+            results.setdefault("skipped", str(exc))
+        finally:
+            daily.report(model, logical_date, results, run_info=run)
+    return results
+
+
+def run_task(
+    model: str, task: str, *, file: str | None = None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every step of the task-addition DAG, in order."""
+    run = RunInfo(user=current_user())
+    ctx = Context.of(model, run)
+    results: dict[str, Any] = {}
+    with _model_lock(ctx, f"run_task {model} {task}"):
+        ingest = results["validate_ingest"] = tasks.ingest_task(model, task, file=file, run_info=run)
+        consolidation = results["consolidate"] = tasks.consolidate(
+            model, task, ingest, overrides=overrides, run_info=run
+        )
+        candidate = results["learn_task"] = tasks.learn_task(
+            model, task, consolidation, overrides=overrides, run_info=run
+        )
+        evaluation = results["evaluate_all"] = tasks.evaluate_all(model, candidate, run_info=run)
+        results.update(_decide(model, evaluation, run))
+    return results
+
+
+def status() -> dict[str, Any]:
+    """Champions, stored partitions and data version: what ``lifelong status`` prints."""
+    params = load_params(load_settings().params_path)
+    models = {}
+    for name, spec in params.models.items():
+        parts = store.stored_partitions(spec.dataset)
+        models[name] = {
+            "dataset": spec.dataset,
+            "champion": registry.champion(name),
+            "stored_partitions": len(parts),
+            "last_partition": parts[-1] if parts else None,
+        }
+    return {"data_version": store.current_version(), "models": models}
