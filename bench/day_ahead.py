@@ -43,10 +43,11 @@ from torch import Tensor
 from bench.common import Report, Target, md_table, save_figure
 from lifelong.config import ArchitectureSpec, DatasetSpec, ModelSpec, TrainSpec, load_params
 from lifelong.data import schema, sources, windows
+from lifelong.learn.metrics import predict
 from lifelong.learn.models import task_kind
 from lifelong.learn.state import LearnerState
 from lifelong.learn.strategies import make_strategy
-from lifelong.learn.train import fit, predict
+from lifelong.learn.train import fit
 
 MODEL = "demand_forecaster"
 ARMS = ("incremental", "retrain", "frozen")

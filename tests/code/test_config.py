@@ -12,7 +12,7 @@ def test_repo_params_load():
     params = load_params(REPO / "params.yaml")
     assert "vic_elec" in params.datasets
     forecaster = params.model("demand_forecaster")
-    assert forecaster.architecture.type == "cnn_forecaster"
+    assert forecaster.architecture.type == "cnn_dayahead"
     assert isinstance(forecaster.architecture.channels, tuple)
 
 

@@ -18,10 +18,11 @@ import torch
 from lifelong.config import ArchitectureSpec, DatasetSpec, StrategySpec, TrainSpec
 from lifelong.data import windows
 from lifelong.learn import metrics
+from lifelong.learn.metrics import predict
 from lifelong.learn.models import task_kind
 from lifelong.learn.state import LearnerState
 from lifelong.learn.strategies import make_strategy
-from lifelong.learn.train import fit, predict
+from lifelong.learn.train import fit
 
 SPEC = DatasetSpec(
     name="synthetic_load",
