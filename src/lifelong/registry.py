@@ -36,6 +36,8 @@ from lifelong.config import load_settings, params_hash
 from lifelong.errors import RegistryError
 
 if TYPE_CHECKING:
+    from datetime import date
+
     import numpy as np
     from matplotlib.figure import Figure
     from mlflow import MlflowClient
@@ -208,18 +210,29 @@ def status_of(model_name: str, version: str | int) -> str | None:
     return _version(_client(), _check("model", model_name), version).tags.get("validation_status")
 
 
-def load_state_of(model_name: str, version: str | int) -> LearnerState:
-    """The LearnerState of a registered version, verified; refuses incomplete versions; never unpickles."""
+def load_state_of(
+    model_name: str, version: str | int, arch: ArchitectureSpec | None = None, *, not_after: date | None = None
+) -> LearnerState:
+    """The LearnerState of a registered version, verified; refuses incomplete versions; never unpickles.
+
+    ``arch`` (the model's architecture in params.yaml, ``Context.spec.architecture``): a state
+    saved for another one is refused, naming the difference. ``not_after``: the latest
+    ``trained_through`` believed (default today, UTC). The run is the version's own
+    ``run_id`` field, which cannot be edited, not its ``run_id`` tag, which can.
+    """
     client = _client()
     mv = _version(client, _check("model", model_name), version)
     if not _complete(mv):
         raise RegistryError(f"{model_name} v{version}: its artifacts are incomplete; refusing to load it")
-    return artifacts.download_state(client, mv.tags.get("run_id") or mv.run_id, None, f"{model_name} v{version}")
+    where = f"{model_name} v{version}"
+    return artifacts.download_state(client, mv.run_id or mv.tags["run_id"], arch, where, not_after=not_after)
 
 
-def load_state_from_run(run_id: str, arch: ArchitectureSpec | None = None) -> LearnerState:
+def load_state_from_run(
+    run_id: str, arch: ArchitectureSpec | None = None, *, not_after: date | None = None
+) -> LearnerState:
     """The LearnerState logged by a run (e.g. :func:`log_state_run`), verified as in :func:`load_state_of`."""
-    return artifacts.download_state(_client(), run_id, arch, f"run {run_id}")
+    return artifacts.download_state(_client(), run_id, arch, f"run {run_id}", not_after=not_after)
 
 
 def log_metrics(run_id: str, metrics: dict[str, float]) -> None:

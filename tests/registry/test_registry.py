@@ -279,12 +279,17 @@ def test_a_pickled_state_file_is_refused_and_never_unpickled(store: Path, log, t
 
     with pytest.raises(StateError, match="does not match its recorded sha256"):
         registry.load_state_of(MODEL, cand.version)
-    # even when the manifest is rewritten to match, the file is recognised as not-safetensors
+    # a manifest tag rewritten to match no longer hashes to the run's write-once param
     manifest = json.loads(run.data.tags["state_sha256"])
     manifest[STATE_FILES["weights"]] = hashlib.sha256(weights.read_bytes()).hexdigest()
     client.set_tag(cand.run_id, "state_sha256", json.dumps(manifest))
-    with pytest.raises(StateError, match="not a safetensors file"):
+    with pytest.raises(StateError, match="does not match its state_manifest_sha256 param"):
         registry.load_state_of(MODEL, cand.version)
+    # and were the digests to match, the file is recognised as not-safetensors before it is parsed
+    from lifelong.artifacts import verify_state
+
+    with pytest.raises(StateError, match="not a safetensors file"):
+        verify_state(weights.parent, manifest, "tampered")
     assert not marker.exists()
 
 

@@ -112,7 +112,7 @@ def _champion_error(ctx: Context, snap: Snapshot, day: date) -> tuple[float | No
     champion = registry.champion(ctx.model)
     if champion is None or ctx.dataset.kind != "forecast":
         return None, []
-    state = registry.load_state_of(ctx.model, champion)
+    state = registry.load_state_of(ctx.model, champion, ctx.spec.architecture)
     try:
         x, y = inputs.forecast_days(ctx, snap, [day], state.stats or {})
     except NotReady:
@@ -151,7 +151,7 @@ def update(
         state.stats = windows.fit_stats(snap.read_days(ds, warmup[0], warmup[-1]), ds)
         train_days, kind = warmup, "bootstrap"
     else:
-        state = registry.load_state_of(model, champion)
+        state = registry.load_state_of(model, champion, spec.architecture)
         previous = day - timedelta(days=1)
         learned = state.trained_through
         if learned and date.fromisoformat(learned) >= previous:  # a re-run after the day was promoted
@@ -224,9 +224,11 @@ def evaluate(
     """Score candidate and champion on the same data: day D and the retention set."""
     ctx = Context.of(model, run_info)
     day, version = parse_day(logical_date), candidate["data_version"]
-    cand = registry.load_state_of(model, candidate["version"])
+    cand = registry.load_state_of(model, candidate["version"], ctx.spec.architecture)
     champion = registry.champion(model)
-    champ = registry.load_state_of(model, champion) if champion and champion != candidate["version"] else None
+    champ = None
+    if champion and champion != candidate["version"]:
+        champ = registry.load_state_of(model, champion, ctx.spec.architecture)
     assert cand.stats is not None
     x, y = inputs.forecast_days(ctx, inputs.snapshot(ctx, version), [day], cand.stats)
     scores: dict[str, Scores] = {"candidate": forecast_scores(cand, x, y)}

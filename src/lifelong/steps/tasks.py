@@ -92,7 +92,7 @@ def consolidate(
         return ConsolidationResult(  # type: ignore[typeddict-item]
             **base, champion=None, consolidated=False, fisher_task=None, run_id=None, duration_s=0.0
         )
-    state = registry.load_state_of(model, champion)
+    state = registry.load_state_of(model, champion, ctx.spec.architecture)
     if task in state.tasks:
         raise LifelongError(
             f"task {task!r} was already learned by {model} v{champion} (tasks: {', '.join(state.tasks)})"
@@ -183,9 +183,11 @@ def evaluate_all(
     """Accuracy on every task seen so far: the new row of the accuracy matrix."""
     ctx = Context.of(model, run_info)
     snap = inputs.snapshot(ctx, candidate["data_version"])
-    cand = registry.load_state_of(model, candidate["version"])
+    cand = registry.load_state_of(model, candidate["version"], ctx.spec.architecture)
     champion = registry.champion(model)
-    champ = registry.load_state_of(model, champion) if champion and champion != candidate["version"] else None
+    champ = None
+    if champion and champion != candidate["version"]:
+        champ = registry.load_state_of(model, champion, ctx.spec.architecture)
     tasks = cand.tasks
     row, champ_scores = [], {}
     for name in tasks:

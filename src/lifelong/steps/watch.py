@@ -116,7 +116,7 @@ def _running(record: dict[str, str] | None) -> bool:
 
 
 def _scores(ctx: Context, snap: Snapshot, day: date, version: str) -> Scores:
-    state = registry.load_state_of(ctx.model, version)
+    state = registry.load_state_of(ctx.model, version, ctx.spec.architecture)
     x, y = inputs.forecast_days(ctx, snap, [day], state.stats or {})
     return daily.forecast_scores(state, x, y)
 
