@@ -19,7 +19,8 @@ The fixed layout of a run's artifacts:
   the run uploaded its state; a run logged without the param is refused outright.
 * ``model/``: ``mlflow.pytorch.log_model`` in the ``pt2`` format (``torch.export``, a
   graph, no pickle), with a signature, an input example and explicit pip requirements,
-  for MLflow serving only. lifelong never loads it.
+  for MLflow serving. lifelong never trains from it; before a promotion it loads it as
+  MLflow serving would and runs it once on its input example (:func:`check_serving_model`).
 * ``plots/<name>.png``; params as dotted keys; per-epoch metrics with ``step=epoch``;
   the training data as an MLflow dataset input whose source is the DVC location
   (type ``dvc``) and whose digest is the data version.
@@ -235,6 +236,57 @@ def log_model(state: LearnerState, input_example: np.ndarray) -> Any:
         # pt2 ignores extra kwargs; skipping MLflow's reload-and-predict check saves a model load per call
         validate_serving_input=False,
     )
+
+
+class ServingCheckFailed(RegistryError):
+    """The logged serving model cannot be loaded, or does not answer its input example as its signature says."""
+
+
+def check_serving_model(model_uri: str) -> None:
+    """Load ``model_uri`` with ``mlflow.pyfunc`` and predict its input example; raise if it does not serve.
+
+    What a serving endpoint would do first: the prediction must have one row per example row,
+    the shape the signature declares for the rest, and only finite values.
+    """
+    import mlflow
+    import numpy as np
+    from mlflow.models import Model
+
+    with tempfile.TemporaryDirectory(prefix="lifelong-serving-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp)
+            example = Model.load(local).load_input_example(local)
+            loaded = mlflow.pyfunc.load_model(local)
+            if example is None:
+                raise ServingCheckFailed(f"serving check of {model_uri}: the logged model has no input example")
+            output = np.asarray(loaded.predict(example))
+        except ServingCheckFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever loading or predicting raises is the reason
+            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise ServingCheckFailed(
+                f"serving check of {model_uri}: the logged model cannot be loaded or run "
+                f"({type(exc).__name__}: {detail})"
+            ) from None
+    rows = np.asarray(example).shape[0]
+    declared = _declared_output_shape(loaded)
+    expected = (rows, *declared[1:]) if declared else None
+    if output.ndim == 0 or output.shape[0] != rows or (expected is not None and output.shape != expected):
+        raise ServingCheckFailed(
+            f"serving check of {model_uri}: output of shape {output.shape} for {rows} example rows "
+            f"(the signature says {expected})"
+        )
+    if not np.issubdtype(output.dtype, np.number) or not np.isfinite(output).all():
+        raise ServingCheckFailed(f"serving check of {model_uri}: the output on its input example is not finite")
+
+
+def _declared_output_shape(loaded: Any) -> tuple[int, ...] | None:
+    """The output tensor shape of the model's signature (-1 for the batch), if it declares one."""
+    signature = getattr(loaded.metadata, "signature", None)
+    outputs = getattr(signature, "outputs", None)
+    inputs = getattr(outputs, "inputs", None) or []
+    shape = getattr(inputs[0], "shape", None) if len(inputs) == 1 else None
+    return tuple(shape) if shape else None
 
 
 def log_dataset(name: str, data_version: str, source: str, context: str) -> None:

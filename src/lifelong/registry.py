@@ -31,7 +31,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifelong import artifacts, audit, faults
+from lifelong import artifacts, audit, decisions, faults
 from lifelong.config import load_settings, params_hash
 from lifelong.errors import RegistryError
 
@@ -55,6 +55,7 @@ __all__ = [
 
 CHAMPION, PREVIOUS = "champion", "previous"
 ROLLED_BACK = "rolled_back"  # the validation_status of a version a rollback demoted
+STALE = "stale"  # judged against a champion replaced since: judged again by the re-run of its day
 STATE_DIR, MODEL_DIR = artifacts.STATE_DIR, artifacts.MODEL_DIR
 _SAFE = re.compile(r"[A-Za-z0-9_.:/@+=-]{1,250}")  # always fullmatch: "name\n" is not a name
 
@@ -472,8 +473,37 @@ def _tag_decision(client: MlflowClient, model_name: str, version: str, status: s
     client.set_model_version_tag(model_name, version, "deltas", json.dumps(decision.deltas))
 
 
+def record_decision(model_name: str, version: str | int, decision: dict[str, Any]) -> str:
+    """Record the gate's decision on ``version`` (:mod:`lifelong.decisions`); returns its digest."""
+    client = _client()
+    mv = _version(client, _check("model", model_name), version)
+    return decisions.record(client, mv, decision)
+
+
+def recorded_decision(model_name: str, version: str | int) -> dict[str, Any] | None:
+    """The gate decision recorded on ``version``, verified; None when the gate never judged it."""
+    client = _client()
+    return decisions.verified(client, _version(client, _check("model", model_name), version))
+
+
+def check_serving(model_name: str, version: str | int) -> None:
+    """Load the version's logged serving model and run it once on its input example (InfraValidator-style).
+
+    Raises :class:`~lifelong.artifacts.ServingCheckFailed` with the reason when it cannot be
+    loaded, fails on its example, or answers with non-finite values or another shape than its
+    signature's.
+    """
+    artifacts.check_serving_model(f"models:/{_check('model', model_name)}/{version}")
+
+
 def promote(model_name: str, version: str | int, decision: GateDecision, *, trigger: str) -> dict[str, Any]:
-    """``champion`` -> ``version``, ``previous`` -> the old champion; tag approved; audit. Idempotent."""
+    """``champion`` -> ``version``, ``previous`` -> the old champion; tag approved; audit. Idempotent.
+
+    ``decision`` (what the caller was handed, e.g. an XCom) is not trusted: the version must
+    carry a recorded gate decision (:func:`record_decision`) that approves it against the
+    version that is champion now, and its serving model must load and answer its input
+    example (:func:`check_serving`) before anything moves.
+    """
     client = _client()
     version = str(version)
     mv = _version(client, _check("model", model_name), version)
@@ -484,6 +514,20 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
     if mv.tags.get("validation_status") in ("rejected", "abandoned", ROLLED_BACK):
         raise RegistryError(f"{model_name} v{version}: it is {mv.tags['validation_status']}; refusing to promote it")
     current = _alias(client, model_name, CHAMPION)
+    recorded = decisions.verified(client, mv)
+    if recorded is None or not recorded["approved"]:
+        found = "none" if recorded is None else f"rejected ({recorded.get('reason', '')[:200]})"
+        raise RegistryError(
+            f"{model_name} v{version}: no approving gate decision is recorded on it (recorded: {found}); "
+            "refusing to promote it whatever the caller says"
+        )
+    if current != version and recorded["champion_version"] != current:
+        raise RegistryError(
+            f"{model_name} v{version}: its recorded approval was judged against "
+            f"v{recorded['champion_version']}, but v{current} is champion now; judge it again"
+        )
+    if current != version:
+        artifacts.check_serving_model(f"models:/{model_name}/{version}")
     # approved first: whatever step a crash interrupts, champion names a complete, approved version
     _tag_decision(client, model_name, version, "approved", decision)
     faults.checkpoint("promote_alias")
@@ -525,15 +569,23 @@ def _audit_from(client: MlflowClient, model_name: str, version: str) -> str | No
     return previous if previous != version else None
 
 
-def reject(model_name: str, version: str | int, decision: GateDecision, *, trigger: str) -> dict[str, Any]:
-    """Keep the champion; tag the candidate rejected with the reason (it stays for inspection); audit."""
+def reject(
+    model_name: str, version: str | int, decision: GateDecision, *, trigger: str, status: str = "rejected"
+) -> dict[str, Any]:
+    """Keep the champion; tag the candidate rejected with the reason (it stays for inspection); audit.
+
+    ``status="stale"``: it was judged against a champion that has been replaced since; unlike
+    a rejection, a stale version may be judged again (the re-run of its day) and promoted.
+    """
+    if status not in ("rejected", STALE):
+        raise RegistryError(f"reject: status must be rejected or {STALE}, not {status!r}")
     client = _client()
     version = str(version)
     _version(client, _check("model", model_name), version)
     current = _alias(client, model_name, CHAMPION)
     if current == version:
         raise RegistryError(f"{model_name} v{version} is the champion; roll back before rejecting it")
-    _tag_decision(client, model_name, version, "rejected", decision)
+    _tag_decision(client, model_name, version, status, decision)
     client.set_model_version_tag(model_name, version, "rejected_at", _stamp())
     event = _audit(
         client, event="reject", model=model_name, version=version, from_version=current,
