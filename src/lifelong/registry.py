@@ -759,3 +759,24 @@ def history(model_name: str) -> list[dict[str, Any]]:
     if found is None:
         return []
     return audit.events(client, found.experiment_id, _check("model", model_name))
+
+
+# --------------------------------------------------------------------------- runs a crash left open
+
+
+def fail_runs_left_running(model_name: str, started_before_ms: int, *, closed_by: str) -> list[str]:
+    """Mark ``FAILED`` the runs of ``model_name``'s experiment still ``RUNNING`` that started before
+    ``started_before_ms``; returns their ids. The caller makes sure no live process owns them
+    (:func:`lifelong.recovery.close_crashed_runs`)."""
+    client = _client()
+    found = client.get_experiment_by_name(_check("model", model_name))
+    if found is None:
+        return []
+    runs = client.search_runs([found.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000)
+    closed = []
+    for run in runs:
+        if run.info.start_time is not None and run.info.start_time < started_before_ms:
+            client.set_tag(run.info.run_id, "lifelong.closed_as_crashed", f"{_stamp()} by {closed_by}"[:5000])
+            client.set_terminated(run.info.run_id, "FAILED")
+            closed.append(run.info.run_id)
+    return closed

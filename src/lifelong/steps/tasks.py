@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lifelong import faults, notify, plots, registry
+from lifelong import faults, notify, plots, recovery, registry
 from lifelong.config import STRATEGIES, ConfigError, ModelSpec, params_hash, to_jsonable
 from lifelong.data import store
 from lifelong.errors import LifelongError
@@ -135,6 +135,7 @@ def learn_task(
     ctx = ctx.with_spec(task_spec(ctx.spec, overrides))
     spec, version = ctx.spec, consolidation["data_version"]
     run_key = f"{model}/task/{task}/{version[:12]}/{params_hash(spec)}"
+    recovery.close_crashed_runs(ctx.settings.home, model, closed_by=ctx.run.trigger)
     existing = registry.find_candidate(model, run_key)
     if existing is not None:
         return _task_candidate(existing, task, reused=True)
