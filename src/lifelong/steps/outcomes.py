@@ -41,9 +41,10 @@ def already_learned(ctx: Context, day: date, ingest: dict[str, Any], champion: s
     if learned_day < day:
         kind = "done"
         message = f"{model} v{champion} has already learned {learned}: the update for {day} is done"
-        if corrected:
-            message += (
-                f" (the corrected {day}, data version {version}, is learned by the update of {day + timedelta(1)})"
+        if corrected:  # the message still ends "is done": callers and tests read it so
+            message = (
+                f"{model} v{champion} has already learned {learned}; the corrected {day} (data version {version}) "
+                f"is learned by the update of {day + timedelta(days=1)}: the update for {day} is done"
             )
     elif corrected:
         kind = "corrected_after_learned"
