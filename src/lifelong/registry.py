@@ -11,7 +11,9 @@ audit log of champion changes is :mod:`lifelong.audit`.
 
 Crash safety: a version is registered only after everything is uploaded, and tagged
 ``artifacts_complete=true`` last, after the upload was listed back. Only complete,
-approved versions can become ``champion``; promotion tags the version approved *before*
+approved versions can become ``champion``, and only with a gate decision recorded on the
+version that approves it against the champion of the moment (:mod:`lifelong.decisions`)
+and a serving model that loads and answers its input example; promotion tags the version approved *before*
 moving the alias, so ``champion`` always names a complete, approved version whatever
 step a crash interrupts. Retries are idempotent: ``log_candidate`` is keyed by
 ``run_key``, audit events by what they record.
