@@ -85,6 +85,8 @@ def test_tensor_files_and_state_json_are_bounded_before_they_are_read(saved: Pat
         (lambda m: m["scheduler"].update(base_lrs=[float("nan")]), "scheduler state base_lrs"),
         (lambda m: m["optimizer"]["param_groups"][0].update(params=[0, 1, 2, 3, 4, 5]), "other parameters"),
         (lambda m: m["optimizer"]["scalars"].update({"0.step": "x"}), "optimizer scalars"),
+        (lambda m: m["optimizer"]["param_groups"][0].update(hook="os.system"), "other keys"),
+        (lambda m: m["optimizer"]["param_groups"][0].update(lr=[1, 2]), "lr=.* is not a plain value"),
         (lambda m: m["counters"].update(steps=-1), "counters"),
         (lambda m: m.update(history={"a": 1}), "history"),
         (lambda m: m.update(tasks=["../../etc"]), "task name"),

@@ -265,7 +265,7 @@ def check_scheduler(saved: Any, built: dict[str, Any], where: str) -> dict[str, 
 
 def check_optimizer_meta(meta: Any, built: dict[str, Any], where: str) -> None:
     """The optimizer's JSON: its type name, one group per built group with the same parameter
-    indices and keys, and scalars named ``"<index>.<key>"`` with finite numbers."""
+    indices and no keys the built group lacks, and scalars named ``"<index>.<key>"`` with finite numbers."""
     if not isinstance(meta, dict) or set(meta) != {"type", "param_groups", "scalars"}:
         raise StateError(f"{where}: optimizer metadata must hold type, param_groups and scalars")
     groups, built_groups = meta["param_groups"], built["param_groups"]
@@ -273,7 +273,8 @@ def check_optimizer_meta(meta: Any, built: dict[str, Any], where: str) -> None:
         raise StateError(f"{where}: optimizer has {len(groups) if isinstance(groups, list) else '?'} parameter "
                          f"groups, the model needs {len(built_groups)}")  # fmt: skip
     for group, expected in zip(groups, built_groups, strict=True):
-        if not isinstance(group, dict) or set(group) != set(expected):
+        # a group saved by an older PyTorch may lack a newer setting (load_state_dict fills in its default)
+        if not isinstance(group, dict) or "params" not in group or not set(group) <= set(expected):
             raise StateError(f"{where}: an optimizer parameter group has other keys than {sorted(expected)}")
         if group["params"] != expected["params"]:
             raise StateError(f"{where}: an optimizer parameter group names other parameters")
