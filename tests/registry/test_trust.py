@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from _registry_kit import ARCH, MODEL, bless, new_state
 
@@ -120,6 +121,16 @@ def test_a_version_whose_serving_model_does_not_load_is_rejected_with_the_reason
                                      "reason": "approved", "deltas": {}})  # fmt: skip
     assert outcome["event"] == "reject" and "serving check" in outcome["reason"]
     assert registry.status_of(MODEL, v1) == "rejected" and registry.champion(MODEL) is None
+
+    # a model that loads but answers NaN is no better
+    broken = new_state(seed=2)
+    with torch.no_grad():
+        broken.model[-1].bias.fill_(float("nan"))
+    v2 = log(broken, "demo/day2").version
+    bless(v2)
+    with pytest.raises(ServingCheckFailed, match="not finite"):
+        registry.promote(MODEL, v2, APPROVED, trigger="cli:ops")
+    assert registry.champion(MODEL) is None
 
 
 def test_runs_a_crash_left_running_are_closed_by_the_next_run_unless_another_holds_the_model(store: Path) -> None:
