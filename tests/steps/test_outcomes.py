@@ -61,6 +61,7 @@ def test_a_day_corrected_after_the_model_learned_it_is_reported_not_skipped(stor
     written = json.loads(Path(summary["path"]).read_text())
     assert written["update_outcome"]["outcome"] == "corrected_after_learned"
     assert outcomes.for_report(ctx, THE_DAY, {"update": learned_the_day}) is None  # a candidate speaks for itself
+    assert outcomes.for_report(ctx, THE_DAY, {"validate_ingest": ingests[-1]}) is None  # another run's data
 
     # an uncorrected past day is "past_day"; the day just promoted, re-run on a newer version, is "done"
     with pytest.raises(NotReady) as past:

@@ -65,11 +65,16 @@ def already_learned(ctx: Context, day: date, ingest: dict[str, Any], champion: s
 
 
 def for_report(ctx: Context, day: date, results: dict[str, Any]) -> dict[str, Any] | None:
-    """The recorded outcome of ``day``'s update when the results hold no candidate; else None."""
+    """The recorded outcome of ``day``'s update when the results hold no candidate; else None.
+
+    Only an outcome recorded for the data version this run ingested: one left by an earlier
+    run of the day on other data says nothing about this one.
+    """
     if results.get("update") is not None:
         return None
-    path = _path(ctx, day)
     try:
-        return json.loads(path.read_text())
+        outcome = json.loads(_path(ctx, day).read_text())
     except (OSError, ValueError):
         return None
+    ingested = (results.get("validate_ingest") or {}).get("data_version")
+    return outcome if isinstance(outcome, dict) and ingested and outcome.get("data_version") == ingested else None
