@@ -4,12 +4,23 @@ The fixed layout of a run's artifacts:
 
 * ``state/``: the LearnerState exactly as :func:`lifelong.learn.state.save_state` writes it
   (tensors as safetensors, the rest as JSON); the run tag ``state_sha256`` maps each file
-  to its digest. Reading it back checks the file set and digests, then checks that every
-  ``.safetensors`` file *is* one (8-byte header length, JSON header) before
+  to its digest, and the run **param** ``state_manifest_sha256`` is the sha256 of that
+  manifest (canonical JSON). Reading it back checks the listed sizes before downloading,
+  the manifest against the param, the file set and digests against the manifest, then
+  that every ``.safetensors`` file *is* one (8-byte header length, JSON header) before
   ``load_state`` parses anything: nothing read from the store is ever unpickled.
+
+  Why the param makes a tampered manifest evident: MLflow tags (run and version) can be
+  rewritten at any time, by anyone who may write to the tracking server, and artifacts can
+  be overwritten in the artifact store; a run's params cannot change once logged (the
+  tracking store refuses a second value for a key: "Changing param values is not allowed"),
+  and there is no API to delete one. So whoever rewrites a state file must rewrite the
+  manifest tag to match, and the rewritten tag no longer hashes to the param logged when
+  the run uploaded its state; a run logged without the param is refused outright.
 * ``model/``: ``mlflow.pytorch.log_model`` in the ``pt2`` format (``torch.export``, a
   graph, no pickle), with a signature, an input example and explicit pip requirements,
-  for MLflow serving only. lifelong never loads it.
+  for MLflow serving. lifelong never trains from it; before a promotion it loads it as
+  MLflow serving would and runs it once on its input example (:func:`check_serving_model`).
 * ``plots/<name>.png``; params as dotted keys; per-epoch metrics with ``step=epoch``;
   the training data as an MLflow dataset input whose source is the DVC location
   (type ``dvc``) and whose digest is the data version.
@@ -31,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 from lifelong.errors import RegistryError, StateError
 
 if TYPE_CHECKING:
+    from datetime import date
+
     import numpy as np
     from mlflow import MlflowClient
 
@@ -38,6 +51,8 @@ if TYPE_CHECKING:
     from lifelong.learn.state import LearnerState
 
 STATE_DIR, MODEL_DIR = "state", "model"
+MANIFEST_PARAM = "state_manifest_sha256"
+MAX_STATE_BYTES = 16 << 30  # a state folder listed bigger than this is refused before it is downloaded
 # explicit, so MLflow never infers requirements (seconds a call, and it would pin the local +cpu build)
 PIP_REQUIREMENTS_PACKAGES = ("torch", "numpy", "safetensors")
 
@@ -61,7 +76,18 @@ def upload_state(client: MlflowClient, run_id: str, state: LearnerState) -> dict
         manifest = digests(folder)
         client.log_artifacts(run_id, str(folder), STATE_DIR)
     client.set_tag(run_id, "state_sha256", json.dumps(manifest, sort_keys=True))
+    # write-once: the tracking store refuses to change a logged param (see the module docstring)
+    client.log_param(run_id, MANIFEST_PARAM, manifest_digest(manifest))
     return manifest
+
+
+def manifest_digest(manifest: dict[str, str]) -> str:
+    """sha256 of the manifest as canonical JSON (sorted keys, no spaces).
+
+    >>> manifest_digest({"b": "2", "a": "1"}) == manifest_digest({"a": "1", "b": "2"})
+    True
+    """
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def check_safetensors(path: Path) -> None:
@@ -94,8 +120,21 @@ def verify_state(folder: Path, manifest: dict[str, str], where: str) -> None:
             check_safetensors(folder / name)
 
 
-def download_state(client: MlflowClient, run_id: str, arch: ArchitectureSpec | None, where: str) -> LearnerState:
-    """Download ``state/`` of a complete run, verify it, and rebuild the LearnerState from it."""
+def download_state(
+    client: MlflowClient,
+    run_id: str,
+    arch: ArchitectureSpec | None,
+    where: str,
+    *,
+    not_after: date | None = None,
+) -> LearnerState:
+    """Download ``state/`` of a complete run, verify it, and rebuild the LearnerState from it.
+
+    The manifest tag must hash to the run's write-once ``state_manifest_sha256`` param, the
+    listed files must match it by name before anything is downloaded and stay under
+    :data:`MAX_STATE_BYTES`; then :func:`verify_state` and ``load_state`` (which bounds and
+    validates everything else, ``arch`` and ``not_after`` included).
+    """
     from lifelong.learn.state import load_state
 
     run = client.get_run(run_id)
@@ -105,10 +144,26 @@ def download_state(client: MlflowClient, run_id: str, arch: ArchitectureSpec | N
         manifest = json.loads(run.data.tags["state_sha256"])
     except (KeyError, json.JSONDecodeError):
         raise StateError(f"{where}: no state manifest on run {run_id}") from None
+    if not isinstance(manifest, dict) or not all(isinstance(v, str) for v in manifest.values()):
+        raise StateError(f"{where}: the state manifest of run {run_id} is not a mapping of digests")
+    recorded = run.data.params.get(MANIFEST_PARAM)
+    if recorded is None:
+        raise StateError(f"{where}: run {run_id} has no write-once {MANIFEST_PARAM} param; refusing its state")
+    if manifest_digest(manifest) != recorded:
+        raise StateError(
+            f"{where}: the state manifest tag of run {run_id} does not match its {MANIFEST_PARAM} param "
+            "(the tag was changed after the state was logged); refusing to load it"
+        )
+    listed = {Path(f.path).name: f.file_size or 0 for f in client.list_artifacts(run_id, STATE_DIR) if not f.is_dir}
+    if set(listed) != set(manifest) or sum(listed.values()) > MAX_STATE_BYTES:
+        raise StateError(
+            f"{where}: state files {sorted(listed)} ({sum(listed.values())} bytes) differ from the manifest "
+            f"{sorted(manifest)} or exceed {MAX_STATE_BYTES} bytes; refused before download"
+        )
     with tempfile.TemporaryDirectory(prefix="lifelong-state-") as tmp:
         folder = Path(client.download_artifacts(run_id, STATE_DIR, tmp))
         verify_state(folder, manifest, where)
-        return load_state(folder, arch=arch)
+        return load_state(folder, arch=arch, not_after=not_after)
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
@@ -181,6 +236,57 @@ def log_model(state: LearnerState, input_example: np.ndarray) -> Any:
         # pt2 ignores extra kwargs; skipping MLflow's reload-and-predict check saves a model load per call
         validate_serving_input=False,
     )
+
+
+class ServingCheckFailed(RegistryError):
+    """The logged serving model cannot be loaded, or does not answer its input example as its signature says."""
+
+
+def check_serving_model(model_uri: str) -> None:
+    """Load ``model_uri`` with ``mlflow.pyfunc`` and predict its input example; raise if it does not serve.
+
+    What a serving endpoint would do first: the prediction must have one row per example row,
+    the shape the signature declares for the rest, and only finite values.
+    """
+    import mlflow
+    import numpy as np
+    from mlflow.models import Model
+
+    with tempfile.TemporaryDirectory(prefix="lifelong-serving-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp)
+            example = Model.load(local).load_input_example(local)
+            loaded = mlflow.pyfunc.load_model(local)
+            if example is None:
+                raise ServingCheckFailed(f"serving check of {model_uri}: the logged model has no input example")
+            output = np.asarray(loaded.predict(example))
+        except ServingCheckFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever loading or predicting raises is the reason
+            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise ServingCheckFailed(
+                f"serving check of {model_uri}: the logged model cannot be loaded or run "
+                f"({type(exc).__name__}: {detail})"
+            ) from None
+    rows = np.asarray(example).shape[0]
+    declared = _declared_output_shape(loaded)
+    expected = (rows, *declared[1:]) if declared else None
+    if output.ndim == 0 or output.shape[0] != rows or (expected is not None and output.shape != expected):
+        raise ServingCheckFailed(
+            f"serving check of {model_uri}: output of shape {output.shape} for {rows} example rows "
+            f"(the signature says {expected})"
+        )
+    if not np.issubdtype(output.dtype, np.number) or not np.isfinite(output).all():
+        raise ServingCheckFailed(f"serving check of {model_uri}: the output on its input example is not finite")
+
+
+def _declared_output_shape(loaded: Any) -> tuple[int, ...] | None:
+    """The output tensor shape of the model's signature (-1 for the batch), if it declares one."""
+    signature = getattr(loaded.metadata, "signature", None)
+    outputs = getattr(signature, "outputs", None)
+    inputs = getattr(outputs, "inputs", None) or []
+    shape = getattr(inputs[0], "shape", None) if len(inputs) == 1 else None
+    return tuple(shape) if shape else None
 
 
 def log_dataset(name: str, data_version: str, source: str, context: str) -> None:

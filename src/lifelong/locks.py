@@ -98,9 +98,27 @@ def store_lock(home: Path, what: str, *, timeout: float | None = None) -> Iterat
     return hold(home / "locks" / "dvc.lock", what, timeout=timeout)
 
 
+def model_lock_path(home: Path, model: str) -> Path:
+    return home / "locks" / f"model-{model}.lock"
+
+
 def model_lock(home: Path, model: str, what: str, *, timeout: float | None = None) -> Iterator[None]:
     """One run of ``model`` at a time under ``home`` (``run_day``, ``run_task``, an embedded DAG run).
 
     ``model`` must be a model declared in params.yaml: its name becomes part of a path.
     """
-    return hold(home / "locks" / f"model-{model}.lock", what, timeout=timeout)
+    return hold(model_lock_path(home, model), what, timeout=timeout)
+
+
+def held_by_this_process(path: Path) -> bool:
+    """True when the lock file names this process (pid and host) as its holder.
+
+    A holder writes itself into the file once it holds the lock and empties it on release, so
+    the file names this process only while it holds the lock, or after a holder that had this
+    pid was killed on this host (then no other process holds it either).
+    """
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("pid") == os.getpid() and info.get("host") == socket.gethostname()

@@ -11,7 +11,9 @@ audit log of champion changes is :mod:`lifelong.audit`.
 
 Crash safety: a version is registered only after everything is uploaded, and tagged
 ``artifacts_complete=true`` last, after the upload was listed back. Only complete,
-approved versions can become ``champion``; promotion tags the version approved *before*
+approved versions can become ``champion``, and only with a gate decision recorded on the
+version that approves it against the champion of the moment (:mod:`lifelong.decisions`)
+and a serving model that loads and answers its input example; promotion tags the version approved *before*
 moving the alias, so ``champion`` always names a complete, approved version whatever
 step a crash interrupts. Retries are idempotent: ``log_candidate`` is keyed by
 ``run_key``, audit events by what they record.
@@ -31,11 +33,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifelong import artifacts, audit, faults
+from lifelong import artifacts, audit, decisions, faults
 from lifelong.config import load_settings, params_hash
 from lifelong.errors import RegistryError
 
 if TYPE_CHECKING:
+    from datetime import date
+
     import numpy as np
     from matplotlib.figure import Figure
     from mlflow import MlflowClient
@@ -53,6 +57,7 @@ __all__ = [
 
 CHAMPION, PREVIOUS = "champion", "previous"
 ROLLED_BACK = "rolled_back"  # the validation_status of a version a rollback demoted
+STALE = "stale"  # judged against a champion replaced since: judged again by the re-run of its day
 STATE_DIR, MODEL_DIR = artifacts.STATE_DIR, artifacts.MODEL_DIR
 _SAFE = re.compile(r"[A-Za-z0-9_.:/@+=-]{1,250}")  # always fullmatch: "name\n" is not a name
 
@@ -208,18 +213,29 @@ def status_of(model_name: str, version: str | int) -> str | None:
     return _version(_client(), _check("model", model_name), version).tags.get("validation_status")
 
 
-def load_state_of(model_name: str, version: str | int) -> LearnerState:
-    """The LearnerState of a registered version, verified; refuses incomplete versions; never unpickles."""
+def load_state_of(
+    model_name: str, version: str | int, arch: ArchitectureSpec | None = None, *, not_after: date | None = None
+) -> LearnerState:
+    """The LearnerState of a registered version, verified; refuses incomplete versions; never unpickles.
+
+    ``arch`` (the model's architecture in params.yaml, ``Context.spec.architecture``): a state
+    saved for another one is refused, naming the difference. ``not_after``: the latest
+    ``trained_through`` believed (default today, UTC). The run is the version's own
+    ``run_id`` field, which cannot be edited, not its ``run_id`` tag, which can.
+    """
     client = _client()
     mv = _version(client, _check("model", model_name), version)
     if not _complete(mv):
         raise RegistryError(f"{model_name} v{version}: its artifacts are incomplete; refusing to load it")
-    return artifacts.download_state(client, mv.tags.get("run_id") or mv.run_id, None, f"{model_name} v{version}")
+    where = f"{model_name} v{version}"
+    return artifacts.download_state(client, mv.run_id or mv.tags["run_id"], arch, where, not_after=not_after)
 
 
-def load_state_from_run(run_id: str, arch: ArchitectureSpec | None = None) -> LearnerState:
+def load_state_from_run(
+    run_id: str, arch: ArchitectureSpec | None = None, *, not_after: date | None = None
+) -> LearnerState:
     """The LearnerState logged by a run (e.g. :func:`log_state_run`), verified as in :func:`load_state_of`."""
-    return artifacts.download_state(_client(), run_id, arch, f"run {run_id}")
+    return artifacts.download_state(_client(), run_id, arch, f"run {run_id}", not_after=not_after)
 
 
 def log_metrics(run_id: str, metrics: dict[str, float]) -> None:
@@ -459,8 +475,37 @@ def _tag_decision(client: MlflowClient, model_name: str, version: str, status: s
     client.set_model_version_tag(model_name, version, "deltas", json.dumps(decision.deltas))
 
 
+def record_decision(model_name: str, version: str | int, decision: dict[str, Any]) -> str:
+    """Record the gate's decision on ``version`` (:mod:`lifelong.decisions`); returns its digest."""
+    client = _client()
+    mv = _version(client, _check("model", model_name), version)
+    return decisions.record(client, mv, decision)
+
+
+def recorded_decision(model_name: str, version: str | int) -> dict[str, Any] | None:
+    """The gate decision recorded on ``version``, verified; None when the gate never judged it."""
+    client = _client()
+    return decisions.verified(client, _version(client, _check("model", model_name), version))
+
+
+def check_serving(model_name: str, version: str | int) -> None:
+    """Load the version's logged serving model and run it once on its input example (InfraValidator-style).
+
+    Raises :class:`~lifelong.artifacts.ServingCheckFailed` with the reason when it cannot be
+    loaded, fails on its example, or answers with non-finite values or another shape than its
+    signature's.
+    """
+    artifacts.check_serving_model(f"models:/{_check('model', model_name)}/{version}")
+
+
 def promote(model_name: str, version: str | int, decision: GateDecision, *, trigger: str) -> dict[str, Any]:
-    """``champion`` -> ``version``, ``previous`` -> the old champion; tag approved; audit. Idempotent."""
+    """``champion`` -> ``version``, ``previous`` -> the old champion; tag approved; audit. Idempotent.
+
+    ``decision`` (what the caller was handed, e.g. an XCom) is not trusted: the version must
+    carry a recorded gate decision (:func:`record_decision`) that approves it against the
+    version that is champion now, and its serving model must load and answer its input
+    example (:func:`check_serving`) before anything moves.
+    """
     client = _client()
     version = str(version)
     mv = _version(client, _check("model", model_name), version)
@@ -471,6 +516,20 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
     if mv.tags.get("validation_status") in ("rejected", "abandoned", ROLLED_BACK):
         raise RegistryError(f"{model_name} v{version}: it is {mv.tags['validation_status']}; refusing to promote it")
     current = _alias(client, model_name, CHAMPION)
+    recorded = decisions.verified(client, mv)
+    if recorded is None or not recorded["approved"]:
+        found = "none" if recorded is None else f"rejected ({recorded.get('reason', '')[:200]})"
+        raise RegistryError(
+            f"{model_name} v{version}: no approving gate decision is recorded on it (recorded: {found}); "
+            "refusing to promote it whatever the caller says"
+        )
+    if current != version and recorded["champion_version"] != current:
+        raise RegistryError(
+            f"{model_name} v{version}: its recorded approval was judged against "
+            f"v{recorded['champion_version']}, but v{current} is champion now; judge it again"
+        )
+    if current != version:
+        artifacts.check_serving_model(f"models:/{model_name}/{version}")
     # approved first: whatever step a crash interrupts, champion names a complete, approved version
     _tag_decision(client, model_name, version, "approved", decision)
     faults.checkpoint("promote_alias")
@@ -512,15 +571,23 @@ def _audit_from(client: MlflowClient, model_name: str, version: str) -> str | No
     return previous if previous != version else None
 
 
-def reject(model_name: str, version: str | int, decision: GateDecision, *, trigger: str) -> dict[str, Any]:
-    """Keep the champion; tag the candidate rejected with the reason (it stays for inspection); audit."""
+def reject(
+    model_name: str, version: str | int, decision: GateDecision, *, trigger: str, status: str = "rejected"
+) -> dict[str, Any]:
+    """Keep the champion; tag the candidate rejected with the reason (it stays for inspection); audit.
+
+    ``status="stale"``: it was judged against a champion that has been replaced since; unlike
+    a rejection, a stale version may be judged again (the re-run of its day) and promoted.
+    """
+    if status not in ("rejected", STALE):
+        raise RegistryError(f"reject: status must be rejected or {STALE}, not {status!r}")
     client = _client()
     version = str(version)
     _version(client, _check("model", model_name), version)
     current = _alias(client, model_name, CHAMPION)
     if current == version:
         raise RegistryError(f"{model_name} v{version} is the champion; roll back before rejecting it")
-    _tag_decision(client, model_name, version, "rejected", decision)
+    _tag_decision(client, model_name, version, status, decision)
     client.set_model_version_tag(model_name, version, "rejected_at", _stamp())
     event = _audit(
         client, event="reject", model=model_name, version=version, from_version=current,
@@ -694,3 +761,24 @@ def history(model_name: str) -> list[dict[str, Any]]:
     if found is None:
         return []
     return audit.events(client, found.experiment_id, _check("model", model_name))
+
+
+# --------------------------------------------------------------------------- runs a crash left open
+
+
+def fail_runs_left_running(model_name: str, started_before_ms: int, *, closed_by: str) -> list[str]:
+    """Mark ``FAILED`` the runs of ``model_name``'s experiment still ``RUNNING`` that started before
+    ``started_before_ms``; returns their ids. The caller makes sure no live process owns them
+    (:func:`lifelong.recovery.close_crashed_runs`)."""
+    client = _client()
+    found = client.get_experiment_by_name(_check("model", model_name))
+    if found is None:
+        return []
+    runs = client.search_runs([found.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000)
+    closed = []
+    for run in runs:
+        if run.info.start_time is not None and run.info.start_time < started_before_ms:
+            client.set_tag(run.info.run_id, "lifelong.closed_as_crashed", f"{_stamp()} by {closed_by}"[:5000])
+            client.set_terminated(run.info.run_id, "FAILED")
+            closed.append(run.info.run_id)
+    return closed

@@ -89,6 +89,10 @@ def _slipped_past_the_gate(good: str, ingest: dict) -> str:
         "model": MODEL, "version": bad, "champion_version": good, "approved": True,
         "reason": "approved: mae +4.0% <= 5% allowed (the poisoned day's bias slipped through)", "deltas": {},
     }  # fmt: skip
+    # as the gate records it: the approval is on the version, which is what promote trusts
+    from lifelong import decisions
+
+    registry.record_decision(MODEL, bad, decisions.body(**approved, candidate={}, champion=None, data_version=None))
     decide.promote(MODEL, approved)
     return bad
 

@@ -61,3 +61,19 @@ def mae(state: Any, x: torch.Tensor, y: torch.Tensor) -> float:
     state.model.eval()
     with torch.no_grad():
         return float((state.model(x) - y).abs().mean())
+
+
+def bless(version: str, decision: Any = None, model: str = MODEL) -> str | None:
+    """Record a gate decision on ``version`` judged against the champion of the moment, as ``gate`` does
+    (approving unless ``decision`` says otherwise); nothing when ``version`` is champion already."""
+    from lifelong import decisions, registry
+
+    champion = registry.champion(model)
+    if champion == str(version):
+        return None
+    approved, reason = (True, "approved: test") if decision is None else (decision.approved, decision.reason)
+    body = decisions.body(
+        model=model, version=str(version), champion_version=champion, approved=approved, reason=reason,
+        deltas={}, candidate={"mae": 0.1}, champion=None, data_version=None,
+    )  # fmt: skip
+    return registry.record_decision(model, version, body)

@@ -12,7 +12,7 @@ import pandas.testing
 import pytest
 import torch
 import yaml
-from _registry_kit import ARCH, MODEL, mae, new_state, series, train, windows
+from _registry_kit import ARCH, MODEL, bless, mae, new_state, series, train, windows
 
 from lifelong import cli, plots, registry
 from lifelong.config import GateSpec
@@ -26,6 +26,12 @@ APPROVED = GateDecision(approved=True, reason="approved: test", deltas={})
 
 def _client():
     return registry._client()
+
+
+def _promote(version: str, decision: GateDecision, *, trigger: str) -> dict:
+    """As ``decide.promote`` does after ``decide.gate``: the decision recorded on the version, then promote."""
+    bless(version, decision)
+    return registry.promote(MODEL, version, decision, trigger=trigger)
 
 
 def _local(uri: str) -> Path:
@@ -90,7 +96,7 @@ def test_gate_rejects_a_candidate_trained_on_shuffled_targets(store: Path, log) 
     first = decide(champ_metrics, None, GATE)
     assert first.approved, first.reason
     v1 = log(champ, "demo/day1", champ_metrics)
-    registry.promote(MODEL, v1.version, first, trigger="airflow:lifelong_daily/day1")
+    _promote(v1.version, first, trigger="airflow:lifelong_daily/day1")
 
     poisoned = registry.load_state_of(MODEL, v1.version)
     new_x, new_y = windows(series(2, seed=3))
@@ -112,10 +118,10 @@ def test_gate_rejects_a_candidate_trained_on_shuffled_targets(store: Path, log) 
     assert tags["validation_status"] == "rejected" and tags["reason"] == bad.reason
     assert json.loads(tags["deltas"])["mae"] > 0
     with pytest.raises(RegistryError, match="did not approve"):
-        registry.promote(MODEL, v2.version, bad, trigger="cli:someone")
+        _promote(v2.version, bad, trigger="cli:someone")
 
     v3 = log(clean, "demo/day2", {"mae": mae(clean, held_x, held_y)})
-    out = registry.promote(MODEL, v3.version, good, trigger="airflow:lifelong_daily/day2b")
+    out = _promote(v3.version, good, trigger="airflow:lifelong_daily/day2b")
     assert (out["champion"], out["previous"], out["from"]) == (v3.version, v1.version, v1.version)
     tags = _client().get_model_version(MODEL, v3.version).tags
     assert tags["validation_status"] == "approved" and "promoted_at" in tags and tags["reason"] == good.reason
@@ -124,8 +130,8 @@ def test_gate_rejects_a_candidate_trained_on_shuffled_targets(store: Path, log) 
 def _three_versions(log) -> tuple[str, str, str]:
     """v1 promoted, v2 promoted (previous = v1), v3 rejected."""
     versions = [log(new_state(seed=i), f"demo/day{i}").version for i in (1, 2, 3)]
-    registry.promote(MODEL, versions[0], APPROVED, trigger="airflow:daily/run1")
-    registry.promote(MODEL, versions[1], APPROVED, trigger="airflow:daily/run2")
+    _promote(versions[0], APPROVED, trigger="airflow:daily/run1")
+    _promote(versions[1], APPROVED, trigger="airflow:daily/run2")
     registry.reject(
         MODEL, versions[2], GateDecision(False, "rejected: mae +9% > 2% allowed"), trigger="airflow:daily/run3"
     )
@@ -162,7 +168,7 @@ def test_rollback_and_its_refusals(store: Path, log, capsys) -> None:
     with pytest.raises(RegistryError, match="promote a new candidate"):  # v1 was the first: nothing before it
         registry.rollback(MODEL, trigger="cli:ops", reason="again")
     with pytest.raises(RegistryError, match="rolled_back; refusing to promote"):
-        registry.promote(MODEL, v2, APPROVED, trigger="airflow:daily/run2-retried")
+        _promote(v2, APPROVED, trigger="airflow:daily/run2-retried")
     with pytest.raises(RegistryError, match="is the champion"):
         registry.reject(MODEL, v1, GateDecision(False, "late"), trigger="cli:ops")
     assert registry.champion(MODEL) == v1
@@ -172,10 +178,10 @@ def test_rolling_back_twice_goes_further_back_and_never_to_a_demoted_version(sto
     """v1..v4 promoted in turn; v2 demoted on the way: rollbacks go v4 -> v3 -> v1, then are refused."""
     v1, v2, v3, v4 = (log(new_state(seed=i), f"demo/day{i}").version for i in (1, 2, 3, 4))
     for i, version in enumerate((v1, v2), start=1):
-        registry.promote(MODEL, version, APPROVED, trigger=f"airflow:daily/run{i}")
+        _promote(version, APPROVED, trigger=f"airflow:daily/run{i}")
     registry.rollback(MODEL, trigger="cli:ops", reason="v2 is bad")  # v2 demoted, v1 back
     for i, version in enumerate((v3, v4), start=3):
-        registry.promote(MODEL, version, APPROVED, trigger=f"airflow:daily/run{i}")
+        _promote(version, APPROVED, trigger=f"airflow:daily/run{i}")
     assert registry.previous(MODEL) == v3
 
     first = registry.rollback(MODEL, trigger="cli:ops", reason="v4 is bad")
@@ -194,7 +200,7 @@ def test_rolling_back_twice_goes_further_back_and_never_to_a_demoted_version(sto
 
     # a keyed (automatic) rollback happens once: the same key again moves nothing
     v5 = log(new_state(seed=5), "demo/day5").version
-    registry.promote(MODEL, v5, APPROVED, trigger="airflow:daily/run5")
+    _promote(v5, APPROVED, trigger="airflow:daily/run5")
     once = registry.rollback(MODEL, to=v1, trigger="auto:airflow:daily/run6", reason="worse", key="auto-day6")
     again = registry.rollback(MODEL, to=v1, trigger="auto:airflow:daily/run6", reason="worse", key="auto-day6")
     assert once["changed"] is True and again["changed"] is False
@@ -203,7 +209,7 @@ def test_rolling_back_twice_goes_further_back_and_never_to_a_demoted_version(sto
 
 def test_history_lists_every_change_once_in_order(store: Path, log, capsys) -> None:
     v1, v2, v3 = _three_versions(log)
-    registry.promote(MODEL, v2, APPROVED, trigger="airflow:daily/run2")  # a retried task: no second event
+    _promote(v2, APPROVED, trigger="airflow:daily/run2")  # a retried task: no second event
     registry.rollback(MODEL, trigger="cli:ops", reason="bad forecasts")
     with pytest.raises(RegistryError, match="no previous champion"):  # a second one: v1 was the first champion
         registry.rollback(MODEL, trigger="cli:ops", reason="again")
@@ -230,7 +236,7 @@ def test_history_lists_every_change_once_in_order(store: Path, log, capsys) -> N
 def test_crash_before_complete_leaves_the_champion_complete(store: Path, log, monkeypatch) -> None:
     """A worker dies after registering a version and before marking it complete (or moving the alias)."""
     v1 = log(new_state(seed=1), "demo/day1").version
-    registry.promote(MODEL, v1, APPROVED, trigger="airflow:daily/run1")
+    _promote(v1, APPROVED, trigger="airflow:daily/run1")
 
     def crash(model_name: str, version: str) -> None:
         raise KeyboardInterrupt("worker killed")
@@ -244,7 +250,7 @@ def test_crash_before_complete_leaves_the_champion_complete(store: Path, log, mo
     assert registry.champion(MODEL) == v1
     assert client.get_model_version(MODEL, v1).tags["artifacts_complete"] == "true"
     for refused in (
-        lambda: registry.promote(MODEL, orphan.version, APPROVED, trigger="airflow:daily/run2"),
+        lambda: _promote(orphan.version, APPROVED, trigger="airflow:daily/run2"),
         lambda: registry.load_state_of(MODEL, orphan.version),
         lambda: registry.rollback(MODEL, to=orphan.version, trigger="cli:ops", reason="x"),
     ):
@@ -255,7 +261,7 @@ def test_crash_before_complete_leaves_the_champion_complete(store: Path, log, mo
     retry = log(new_state(seed=2), "demo/day2")  # the task's retry makes a fresh, complete version
     assert retry.version not in (v1, orphan.version)
     assert client.get_model_version(MODEL, orphan.version).tags["validation_status"] == "abandoned"
-    registry.promote(MODEL, retry.version, APPROVED, trigger="airflow:daily/run2")
+    _promote(retry.version, APPROVED, trigger="airflow:daily/run2")
     assert registry.champion(MODEL) == retry.version
 
 
@@ -279,12 +285,17 @@ def test_a_pickled_state_file_is_refused_and_never_unpickled(store: Path, log, t
 
     with pytest.raises(StateError, match="does not match its recorded sha256"):
         registry.load_state_of(MODEL, cand.version)
-    # even when the manifest is rewritten to match, the file is recognised as not-safetensors
+    # a manifest tag rewritten to match no longer hashes to the run's write-once param
     manifest = json.loads(run.data.tags["state_sha256"])
     manifest[STATE_FILES["weights"]] = hashlib.sha256(weights.read_bytes()).hexdigest()
     client.set_tag(cand.run_id, "state_sha256", json.dumps(manifest))
-    with pytest.raises(StateError, match="not a safetensors file"):
+    with pytest.raises(StateError, match="does not match its state_manifest_sha256 param"):
         registry.load_state_of(MODEL, cand.version)
+    # and were the digests to match, the file is recognised as not-safetensors before it is parsed
+    from lifelong.artifacts import verify_state
+
+    with pytest.raises(StateError, match="not a safetensors file"):
+        verify_state(weights.parent, manifest, "tampered")
     assert not marker.exists()
 
 

@@ -83,10 +83,17 @@ def _shifted(version: str, by: float):
 
 
 def _approved(version: str, champion: str | None) -> dict:
-    return {
+    """The gate's approval of ``version`` against ``champion``, recorded on the version as ``gate`` records it."""
+    from lifelong import decisions, registry
+
+    decision = {
         "model": MODEL, "version": version, "champion_version": champion, "approved": True,
         "reason": "approved: within tolerance", "deltas": {"mae": 1.0},
     }  # fmt: skip
+    registry.record_decision(
+        MODEL, version, decisions.body(**decision, candidate={"mae": 1.0}, champion=None, data_version=None)
+    )
+    return decision
 
 
 def test_a_champion_worse_than_its_predecessor_for_n_days_is_rolled_back_once(world) -> None:

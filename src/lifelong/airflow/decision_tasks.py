@@ -20,7 +20,9 @@ def gate_then_promote_or_reject(evaluation: Any, *, model_of: ModelOf, pool: str
     """``gate(evaluation) >> [promote, reject]``; returns the two outcome tasks.
 
     ``model_of(context)`` names the model (fixed for a daily DAG, the trigger form's for a task
-    addition). The gate's decision travels to the outcome tasks as the XCom ``decision``.
+    addition). The gate's decision travels to the outcome tasks as the XCom ``decision``, and
+    is recorded on the candidate version by the gate step itself: ``promote`` moves the alias
+    only for the recorded approval (:mod:`lifelong.decisions`), so a rewritten XCom cannot.
     """
 
     @task.branch

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,11 @@ from torch import Tensor, nn
 
 from lifelong.config import ArchitectureSpec, ConfigError, StrategySpec, TrainSpec, from_mapping, to_jsonable
 from lifelong.errors import StateError
+from lifelong.learn import state_checks as checks
 from lifelong.learn.models import build_model
 from lifelong.learn.optim import build_optimizer, build_scheduler
 from lifelong.learn.replay import ReplayBuffer
+from lifelong.learn.state_checks import LIMITS, Limits
 
 FORMAT = "lifelong.learner_state/1"
 STATE_FILES = {
@@ -50,6 +53,7 @@ STATE_FILES = {
     "meta": "state.json",
 }
 TENSOR_PARTS = ("weights", "optimizer", "fisher", "anchors", "buffer")
+MAX_TENSOR_FILE_BYTES = 8 << 30  # any one tensor file, whatever the architecture
 
 
 def _new_counters() -> dict[str, int]:
@@ -182,31 +186,66 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tens
 def state_complete(directory: Path) -> bool:
     """True when ``state.json`` parses and every tensor file it lists is present and intact."""
     try:
-        _read_verified(Path(directory))
+        directory = Path(directory)
+        meta = _read_meta(directory, f"state {directory}")
+        _read_blobs(directory, meta, f"state {directory}", {})
     except StateError:
         return False
     return True
 
 
-def load_state(directory: Path, arch: ArchitectureSpec | None = None) -> LearnerState:
-    """Load a saved state; with ``arch``, refuse a state saved for another architecture."""
+def load_state(
+    directory: Path, arch: ArchitectureSpec | None = None, *, not_after: date | None = None, limits: Limits = LIMITS
+) -> LearnerState:
+    """Load a saved state, trusting nothing in it (:mod:`lifelong.learn.state_checks`).
+
+    With ``arch``, a state saved for another architecture is refused (the difference named)
+    before anything is built. Every size is bounded before it is allocated, every field of
+    ``state.json`` is validated, and ``trained_through`` may not be after ``not_after``
+    (default: today in UTC, plus a day).
+    """
     directory = Path(directory)
-    meta, blobs = _read_verified(directory)
     where = f"state {directory}"
+    meta = _read_meta(directory, where, limits)
+    checks.check_keys(meta, where)
     try:
         saved_arch = from_mapping(ArchitectureSpec, meta["arch"], "arch")
         train = from_mapping(TrainSpec, meta["train"], "train")
         strategy = from_mapping(StrategySpec, meta["strategy"], "strategy")
-    except (ConfigError, KeyError) as exc:
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise StateError(f"{where}: invalid spec in state.json ({exc})") from None
     if arch is not None and to_jsonable(arch) != to_jsonable(saved_arch):
-        raise StateError(f"{where}: saved for architecture {_describe(saved_arch)}, expected {_describe(arch)}")
-    state = LearnerState.new(saved_arch, train, strategy)
+        raise StateError(f"{where}: saved for architecture {_describe(saved_arch)}, expected {_describe(arch)}"
+                         f" (differs in {_arch_difference(saved_arch, arch)})")  # fmt: skip
+    parameters = checks.check_arch_bounds(saved_arch, where, limits)
+    checks.check_buffer_meta(meta.get("buffer"), where, limits)
+    if not 0 <= strategy.replay_capacity <= limits.max_replay_capacity:
+        raise StateError(f"{where}: strategy.replay_capacity {strategy.replay_capacity} out of range")
+    counters = checks.check_counters(meta["counters"], where)
+    history = checks.check_history(meta.get("history", []), where, limits)
+    extra = meta.get("extra", {})
+    if not isinstance(extra, dict):
+        raise StateError(f"{where}: extra must be a mapping")
+    extra = dict(extra)
+    # states saved before these were fields kept them in extra
+    stats = checks.check_stats(meta["stats"] if "stats" in meta else extra.pop("stats", None), where)
+    tasks = checks.check_tasks(meta["tasks"] if "tasks" in meta else extra.pop("tasks", []), where, limits)
+    learned = meta["trained_through"] if "trained_through" in meta else extra.pop("trained_through", None)
+    trained_through = checks.check_trained_through(
+        learned, not_after=not_after or checks.default_not_after(), where=where
+    )
+    blobs = _read_blobs(directory, meta, where, checks.file_bounds(saved_arch, parameters, meta.get("buffer")))
+    try:
+        state = LearnerState.new(saved_arch, train, strategy)
+    except ConfigError as exc:
+        raise StateError(f"{where}: invalid spec in state.json ({exc})") from None
+    checks.check_optimizer_meta(meta["optimizer"], state.optimizer.state_dict(), where)
+    scheduler = checks.check_scheduler(meta["scheduler"], state.scheduler.state_dict(), where)
     tensors = {part: _load_tensors(blob, part, where) for part, blob in blobs.items()}
     try:
         _load_weights(state.model, tensors["weights"], where)
         _load_optimizer(state.optimizer, tensors["optimizer"], meta["optimizer"], where)
-        state.scheduler.load_state_dict(meta["scheduler"])
+        state.scheduler.load_state_dict(scheduler)
         params = {name: p for name, p in state.model.named_parameters() if p.requires_grad}
         state.fisher = _check_like_params(tensors.get("fisher"), params, "fisher", where)
         state.anchors = _check_like_params(tensors.get("anchors"), params, "anchors", where)
@@ -214,16 +253,13 @@ def load_state(directory: Path, arch: ArchitectureSpec | None = None) -> Learner
         if meta.get("buffer") is not None:
             if "buffer" not in tensors:
                 raise StateError(f"{where}: state.json describes a replay buffer but buffer.safetensors is not listed")
+            checks.check_buffer_tensors(tensors["buffer"], meta["buffer"]["capacity"], where, limits)
             state.buffer = ReplayBuffer.restore(tensors["buffer"], meta["buffer"])
-        state.counters = {str(k): int(v) for k, v in meta["counters"].items()}
-        state.history = list(meta["history"])
-        extra = dict(meta["extra"])
-        # states saved before these were fields kept them in extra
-        state.stats = meta["stats"] if "stats" in meta else extra.pop("stats", None)
-        state.tasks = [str(t) for t in (meta["tasks"] if "tasks" in meta else extra.pop("tasks", []))]
-        state.trained_through = (
-            meta["trained_through"] if "trained_through" in meta else extra.pop("trained_through", None)
-        )
+        state.counters = counters
+        state.history = history
+        state.stats = stats
+        state.tasks = tasks
+        state.trained_through = trained_through
         state.extra = extra
     except StateError:
         raise
@@ -232,34 +268,53 @@ def load_state(directory: Path, arch: ArchitectureSpec | None = None) -> Learner
     return state
 
 
-def _read_verified(directory: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """state.json and the bytes of every tensor file it lists, checksums verified."""
-    where = f"state {directory}"
+def _read_meta(directory: Path, where: str, limits: Limits = LIMITS) -> dict[str, Any]:
+    """state.json, at most ``limits.max_json_bytes``, with the right format and a files table."""
     meta_path = directory / STATE_FILES["meta"]
     if not meta_path.is_file():
         raise StateError(f"{where}: no state.json (missing or incompletely written)")
+    size = meta_path.stat().st_size
+    if size > limits.max_json_bytes:
+        raise StateError(f"{where}: state.json is {size} bytes (at most {limits.max_json_bytes}); refused unread")
     try:
         meta = json.loads(meta_path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StateError(f"{where}: state.json is not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise StateError(f"{where}: state.json is not valid JSON ({_first_line(exc)})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise StateError(f"{where}: state.json has format {found!r}, expected {FORMAT!r}")
     files = meta.get("files")
     if not isinstance(files, dict) or not {"weights", "optimizer"} <= set(files):
         raise StateError(f"{where}: state.json lists no weights/optimizer files")
-    blobs: dict[str, bytes] = {}
     for part, entry in files.items():
         if part not in TENSOR_PARTS or not isinstance(entry, dict) or entry.get("name") != STATE_FILES[part]:
             raise StateError(f"{where}: state.json lists an unexpected file entry {part!r}")
+    return meta
+
+
+def _read_blobs(directory: Path, meta: dict[str, Any], where: str, bounds: dict[str, int]) -> dict[str, bytes]:
+    """The bytes of every tensor file ``meta`` lists, each size checked against ``bounds`` before it
+    is read, checksums verified."""
+    blobs: dict[str, bytes] = {}
+    for part, entry in meta["files"].items():
         path = directory / STATE_FILES[part]
         if not path.is_file():
             raise StateError(f"{where}: {path.name} is missing")
+        size, bound = path.stat().st_size, bounds.get(part, MAX_TENSOR_FILE_BYTES)
+        if size > min(bound, MAX_TENSOR_FILE_BYTES):
+            raise StateError(f"{where}: {path.name} is {size} bytes, more than the architecture can need "
+                             f"({min(bound, MAX_TENSOR_FILE_BYTES)}); refused unread")  # fmt: skip
         blob = path.read_bytes()
         if hashlib.sha256(blob).hexdigest() != entry.get("sha256"):
             raise StateError(f"{where}: {path.name} is corrupt (sha256 does not match state.json)")
         blobs[part] = blob
-    return meta, blobs
+    return blobs
+
+
+def _arch_difference(saved: ArchitectureSpec, expected: ArchitectureSpec) -> str:
+    got, want = to_jsonable(saved), to_jsonable(expected)
+    changed = [k for k in want if got.get(k) != want.get(k)]
+    return ", ".join(f"{k}: saved {got.get(k)!r}, params.yaml {want.get(k)!r}" for k in changed)
 
 
 def _load_tensors(blob: bytes, part: str, where: str) -> dict[str, Tensor]:

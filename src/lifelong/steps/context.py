@@ -15,7 +15,15 @@ from lifelong.errors import LifelongError
 
 
 class NotReady(LifelongError):
-    """The step has nothing to do yet (e.g. fewer stored days than the warm-up needs)."""
+    """The step has nothing to do yet (e.g. fewer stored days than the warm-up needs).
+
+    ``outcome``: what the day's report says about it, when it is more than "not yet"
+    (:mod:`lifelong.steps.outcomes`).
+    """
+
+    def __init__(self, message: str, outcome: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 def current_user() -> str:

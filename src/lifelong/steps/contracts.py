@@ -7,7 +7,7 @@ its result: a later step reads exactly that version, never "the latest".
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 Scores = dict[str, float]
 
@@ -105,7 +105,11 @@ class TaskEvaluationResult(TypedDict):
 
 
 class DecisionResult(TypedDict):
-    """``gate``: approve or not, why, and the change of every shared metric."""
+    """``gate``: approve or not, why, and the change of every shared metric.
+
+    ``decision_sha256``: the digest of the decision as recorded on the version
+    (:mod:`lifelong.decisions`), which is what ``promote`` trusts.
+    """
 
     model: str
     version: str
@@ -113,6 +117,7 @@ class DecisionResult(TypedDict):
     approved: bool
     reason: str
     deltas: dict[str, float]
+    decision_sha256: NotRequired[str]
 
 
 class RegistryOutcome(TypedDict, total=False):

@@ -18,7 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from lifelong import drift, faults, notify, plots, registry
+from lifelong import drift, faults, notify, plots, recovery, registry
 from lifelong.config import params_hash, to_jsonable
 from lifelong.data import schema, store, windows
 from lifelong.data.files import write_atomic
@@ -27,7 +27,7 @@ from lifelong.learn import metrics, train
 from lifelong.learn.models import task_kind
 from lifelong.learn.state import LearnerState
 from lifelong.learn.strategies import make_strategy
-from lifelong.steps import inputs
+from lifelong.steps import inputs, outcomes
 from lifelong.steps.context import Context, NotReady, RunInfo, parse_day
 from lifelong.steps.contracts import (
     CandidateResult,
@@ -132,7 +132,7 @@ def _champion_error(ctx: Context, snap: Snapshot, day: date) -> tuple[float | No
     champion = registry.champion(ctx.model)
     if champion is None or ctx.dataset.kind != "forecast":
         return None, []
-    state = registry.load_state_of(ctx.model, champion)
+    state = registry.load_state_of(ctx.model, champion, ctx.spec.architecture)
     try:
         error = score_day(ctx, snap, state, day)["mae"]
     except NotReady:
@@ -155,6 +155,7 @@ def update(
     spec, ds = ctx.spec, ctx.dataset
     day, version = parse_day(logical_date), ingest["data_version"]
     run_key = f"{model}/daily/{day}/{version[:12]}/{params_hash(spec)}"
+    recovery.close_crashed_runs(ctx.settings.home, model, closed_by=ctx.run.trigger)
     existing = registry.find_candidate(model, run_key)
     if existing is not None:
         return _candidate(existing, day, reused=True, drift=drift)
@@ -171,11 +172,11 @@ def update(
         state.stats = windows.fit_stats(snap.read_days(ds, warmup[0], warmup[-1]), ds)
         train_days, kind = warmup, "bootstrap"
     else:
-        state = registry.load_state_of(model, champion)
+        state = registry.load_state_of(model, champion, spec.architecture)
         previous = day - timedelta(days=1)
         learned = state.trained_through
-        if learned and date.fromisoformat(learned) >= previous:  # a re-run after the day was promoted
-            raise NotReady(f"{model} v{champion} has already learned {learned}: the update for {day} is done")
+        if learned and date.fromisoformat(learned) >= previous:  # a re-run after the day was promoted, or a past day
+            raise outcomes.already_learned(ctx, day, ingest, champion, learned)
         if previous not in stored:
             raise NotReady(f"day {previous} is not stored yet: the update for {day} trains on it")
         train_days, kind = _days_to_learn(ctx, stored, learned, previous), "update"
@@ -269,9 +270,11 @@ def evaluate(
     """Score candidate and champion on the same data: day D and the retention set."""
     ctx = Context.of(model, run_info)
     day, version = parse_day(logical_date), candidate["data_version"]
-    cand = registry.load_state_of(model, candidate["version"])
+    cand = registry.load_state_of(model, candidate["version"], ctx.spec.architecture)
     champion = registry.champion(model)
-    champ = registry.load_state_of(model, champion) if champion and champion != candidate["version"] else None
+    champ = None
+    if champion and champion != candidate["version"]:
+        champ = registry.load_state_of(model, champion, ctx.spec.architecture)
     snap = inputs.snapshot(ctx, version)
     scores: dict[str, Scores] = {"candidate": score_day(ctx, snap, cand, day)}
     if champ is not None:
@@ -308,6 +311,8 @@ def report(
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **{k: v for k, v in results.items() if v is not None},
     }
+    if "update_outcome" not in summary and (outcome := outcomes.for_report(ctx, day, results)) is not None:
+        summary["update_outcome"] = outcome
     path = ctx.settings.reports_dir / model / "daily" / f"{day}.json"
     write_atomic(path, json.dumps(summary, indent=2, default=str).encode())
     return ReportResult(**summary, path=str(path))  # type: ignore[typeddict-item]

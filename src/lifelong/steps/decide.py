@@ -9,7 +9,8 @@ The automatic rollback is the daily ``watch`` step (:mod:`lifelong.steps.watch`)
 
 from __future__ import annotations
 
-from lifelong import notify, registry
+from lifelong import decisions, notify, registry
+from lifelong.artifacts import ServingCheckFailed
 from lifelong.gate import GateDecision, decide
 from lifelong.steps import cards
 from lifelong.steps.context import Context, RunInfo
@@ -19,17 +20,35 @@ from lifelong.steps.contracts import DecisionResult, EvaluationResult, RegistryO
 def gate(
     model: str, evaluation: EvaluationResult | TaskEvaluationResult, *, run_info: RunInfo | dict | None = None
 ) -> DecisionResult:
-    """Decide: promote only if no metric regresses past its tolerance in params.yaml."""
+    """Decide: promote only if no metric regresses past its tolerance in params.yaml.
+
+    The decision is recorded on the candidate version with the evaluation it judged
+    (:mod:`lifelong.decisions`): ``promote`` trusts that record, not the decision it is handed.
+    A version that is champion already (the re-run of a promoted day) keeps the record that
+    made it champion.
+    """
     ctx = Context.of(model, run_info)
     decision = decide(evaluation["candidate"], evaluation.get("champion"), ctx.spec.gate)
-    return DecisionResult(
+    version, judged_against = evaluation["version"], evaluation.get("champion_version")
+    result = DecisionResult(
         model=model,
-        version=evaluation["version"],
-        champion_version=evaluation.get("champion_version"),
+        version=version,
+        champion_version=judged_against,
         approved=decision.approved,
         reason=decision.reason,
         deltas=decision.deltas,
     )
+    if registry.champion(model) != str(version):
+        result["decision_sha256"] = registry.record_decision(
+            model,
+            version,
+            decisions.body(
+                model=model, version=version, champion_version=judged_against, approved=decision.approved,
+                reason=decision.reason, deltas=decision.deltas, candidate=evaluation["candidate"],
+                champion=evaluation.get("champion"), data_version=evaluation.get("data_version"),
+            ),
+        )  # fmt: skip
+    return result
 
 
 def _gate_decision(decision: DecisionResult) -> GateDecision:
@@ -40,21 +59,27 @@ def promote(model: str, decision: DecisionResult, *, run_info: RunInfo | dict | 
     """Move ``champion`` to the candidate, unless the champion changed since the gate judged.
 
     The check is a compare-and-set on the alias: a run that was judged against v3 never
-    overwrites a v4 that another run promoted meanwhile; it is rejected with that reason.
+    overwrites a v4 that another run promoted meanwhile; the candidate is tagged ``stale``
+    with that reason, and the re-run of the day judges it again against v4. The registry
+    moves the alias only for a version whose *recorded* decision approves it against the
+    champion of the moment (a decision handed in that says "approved" is not enough), and
+    only once its serving model has loaded and answered its input example; a version whose
+    serving model fails that check is rejected with the reason.
     """
     ctx = Context.of(model, run_info)
     current, judged_against = registry.champion(model), decision.get("champion_version")
     if current not in (judged_against, decision["version"]):
-        stale = DecisionResult(
-            **{  # type: ignore[typeddict-item]
-                **decision,
-                "approved": False,
-                "reason": f"champion moved from v{judged_against} to v{current} while this run was judged; "
-                "re-run the day",
-            }
+        reason = (
+            f"champion moved from v{judged_against} to v{current} while this run was judged; "
+            "re-run the day to judge it against the new champion"
         )
-        return _rejected(ctx, stale)
-    outcome = registry.promote(model, decision["version"], _gate_decision(decision), trigger=ctx.run.trigger)
+        stale = DecisionResult(**{**decision, "approved": False, "reason": reason})  # type: ignore[typeddict-item]
+        return _rejected(ctx, stale, status=registry.STALE)
+    try:
+        outcome = registry.promote(model, decision["version"], _gate_decision(decision), trigger=ctx.run.trigger)
+    except ServingCheckFailed as exc:
+        failed = DecisionResult(**{**decision, "approved": False, "reason": str(exc)})  # type: ignore[typeddict-item]
+        return _rejected(ctx, failed)
     cards.write(ctx, decision["version"], status="approved", reason=decision["reason"], replaced=outcome.get("from"))
     return outcome  # type: ignore[return-value]
 
@@ -64,9 +89,9 @@ def reject(model: str, decision: DecisionResult, *, run_info: RunInfo | dict | N
     return _rejected(Context.of(model, run_info), decision)
 
 
-def _rejected(ctx: Context, decision: DecisionResult) -> RegistryOutcome:
+def _rejected(ctx: Context, decision: DecisionResult, *, status: str = "rejected") -> RegistryOutcome:
     version = decision["version"]
-    outcome = registry.reject(ctx.model, version, _gate_decision(decision), trigger=ctx.run.trigger)
+    outcome = registry.reject(ctx.model, version, _gate_decision(decision), trigger=ctx.run.trigger, status=status)
     champion = outcome.get("champion")
     stays = f"not promoted: v{champion} stays champion" if champion else "not promoted"
     cards.write(ctx, version, status="rejected", reason=decision["reason"], replaced=None, note=stays)

@@ -54,6 +54,8 @@ def run_day(model: str, logical_date: str | date, *, file: str | None = None) ->
                 results.update(_decide(model, evaluation, run))
             except NotReady as exc:
                 results["skipped"] = str(exc)
+                if exc.outcome is not None:
+                    results["update_outcome"] = exc.outcome
             results["watch"] = watch.watch(model, logical_date, ingest, run_info=run)
         except NotReady as exc:
             results.setdefault("skipped", str(exc))

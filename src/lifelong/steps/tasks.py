@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lifelong import faults, notify, plots, registry
+from lifelong import faults, notify, plots, recovery, registry
 from lifelong.config import STRATEGIES, ConfigError, ModelSpec, params_hash, to_jsonable
 from lifelong.data import store
 from lifelong.errors import LifelongError
@@ -92,7 +92,7 @@ def consolidate(
         return ConsolidationResult(  # type: ignore[typeddict-item]
             **base, champion=None, consolidated=False, fisher_task=None, run_id=None, duration_s=0.0
         )
-    state = registry.load_state_of(model, champion)
+    state = registry.load_state_of(model, champion, ctx.spec.architecture)
     if task in state.tasks:
         raise LifelongError(
             f"task {task!r} was already learned by {model} v{champion} (tasks: {', '.join(state.tasks)})"
@@ -135,6 +135,7 @@ def learn_task(
     ctx = ctx.with_spec(task_spec(ctx.spec, overrides))
     spec, version = ctx.spec, consolidation["data_version"]
     run_key = f"{model}/task/{task}/{version[:12]}/{params_hash(spec)}"
+    recovery.close_crashed_runs(ctx.settings.home, model, closed_by=ctx.run.trigger)
     existing = registry.find_candidate(model, run_key)
     if existing is not None:
         return _task_candidate(existing, task, reused=True)
@@ -183,9 +184,11 @@ def evaluate_all(
     """Accuracy on every task seen so far: the new row of the accuracy matrix."""
     ctx = Context.of(model, run_info)
     snap = inputs.snapshot(ctx, candidate["data_version"])
-    cand = registry.load_state_of(model, candidate["version"])
+    cand = registry.load_state_of(model, candidate["version"], ctx.spec.architecture)
     champion = registry.champion(model)
-    champ = registry.load_state_of(model, champion) if champion and champion != candidate["version"] else None
+    champ = None
+    if champion and champion != candidate["version"]:
+        champ = registry.load_state_of(model, champion, ctx.spec.architecture)
     tasks = cand.tasks
     row, champ_scores = [], {}
     for name in tasks:

@@ -116,7 +116,7 @@ def _running(record: dict[str, str] | None) -> bool:
 
 
 def _scores(ctx: Context, snap: Snapshot, day: date, version: str) -> Scores:
-    return daily.score_day(ctx, snap, registry.load_state_of(ctx.model, version), day)
+    return daily.score_day(ctx, snap, registry.load_state_of(ctx.model, version, ctx.spec.architecture), day)
 
 
 def _run_of(model: str, version: str) -> str | None:
