@@ -234,6 +234,14 @@ def log_figures(run_id: str, figures: dict[str, Figure]) -> None:
         client.log_figure(run_id, fig, f"plots/{_check('plot', name)}.png")
 
 
+def log_artifacts_of(model_name: str, version: str | int, paths: list[Path], artifact_path: str) -> None:
+    """Log files to the run of a registered version under ``artifact_path`` (a re-log replaces them)."""
+    client = _client()
+    mv = _version(client, _check("model", model_name), version)
+    for path in paths:
+        client.log_artifact(mv.tags.get("run_id") or mv.run_id, str(path), _check("artifact path", artifact_path))
+
+
 def log_json(run_id: str, obj: Any, artifact_path: str) -> None:
     _client().log_dict(run_id, obj, _check("artifact path", artifact_path))
 
