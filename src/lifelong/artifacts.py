@@ -7,9 +7,12 @@ The fixed layout of a run's artifacts:
   to its digest. Reading it back checks the file set and digests, then checks that every
   ``.safetensors`` file *is* one (8-byte header length, JSON header) before
   ``load_state`` parses anything: nothing read from the store is ever unpickled.
-* ``model/``: ``mlflow.pytorch.log_model`` in the ``pt2`` format (``torch.export``, a
-  graph, no pickle), with a signature, an input example and explicit pip requirements,
-  for MLflow serving only. lifelong never loads it.
+* ``model/``: for MLflow serving only (lifelong never loads it), with a signature, an input
+  example and explicit pip requirements. A day-ahead forecaster's is a pyfunc
+  (:mod:`lifelong.serving`: the raw frame in physical units in, the forecast in the target's
+  units out; weights as safetensors, specs and normalisation stats as JSON, models from code);
+  the others' ``mlflow.pytorch.log_model`` in the ``pt2`` format (``torch.export``, a graph,
+  no pickle) on normalised tensors.
 * ``plots/<name>.png``; params as dotted keys; per-epoch metrics with ``step=epoch``;
   the training data as an MLflow dataset input whose source is the DVC location
   (type ``dvc``) and whose digest is the data version.
@@ -32,14 +35,16 @@ from lifelong.errors import RegistryError, StateError
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
     from mlflow import MlflowClient
 
-    from lifelong.config import ArchitectureSpec
+    from lifelong.config import ArchitectureSpec, DatasetSpec
     from lifelong.learn.state import LearnerState
 
 STATE_DIR, MODEL_DIR = "state", "model"
 # explicit, so MLflow never infers requirements (seconds a call, and it would pin the local +cpu build)
 PIP_REQUIREMENTS_PACKAGES = ("torch", "numpy", "safetensors")
+PYFUNC_PACKAGES = ("mlflow", "pandas", "pyarrow")  # and lifelong itself, from the serving environment
 
 
 def digests(directory: Path) -> dict[str, str]:
@@ -148,18 +153,24 @@ def log_run_data(
         client.log_batch(run_id, metrics=points[start : start + 1000])
 
 
-def pip_requirements() -> list[str]:
+def pip_requirements(packages: tuple[str, ...] = PIP_REQUIREMENTS_PACKAGES) -> list[str]:
     """Pinned to the installed versions without local build tags (PyPI has no ``torch==2.13.0+cpu``)."""
     from importlib.metadata import version
 
-    return [f"{name}=={version(name).split('+')[0]}" for name in PIP_REQUIREMENTS_PACKAGES]
+    return [f"{name}=={version(name).split('+')[0]}" for name in packages]
 
 
-def log_model(state: LearnerState, input_example: np.ndarray) -> Any:
-    """The serving copy of the model: pt2 (torch.export, no pickle), with signature and example.
+def log_model(state: LearnerState, input_example: np.ndarray | pd.DataFrame, dataset: DatasetSpec | None = None) -> Any:
+    """The serving copy of the model, with signature and example: a pyfunc on the raw frame for a day-ahead
+    forecaster (``input_example`` a DataFrame, ``dataset`` its data set), else pt2 (torch.export, no pickle).
 
-    The example is tiled to a batch of two: torch.export turns a size-1 batch into a constant.
+    A pt2 example is tiled to a batch of two: torch.export turns a size-1 batch into a constant.
     """
+    import pandas as pd
+
+    if isinstance(input_example, pd.DataFrame):
+        assert dataset is not None, "a pyfunc forecaster needs its data set's spec"
+        return log_pyfunc(state, input_example, dataset)
     import mlflow
     import numpy as np
     import torch
@@ -181,6 +192,28 @@ def log_model(state: LearnerState, input_example: np.ndarray) -> Any:
         # pt2 ignores extra kwargs; skipping MLflow's reload-and-predict check saves a model load per call
         validate_serving_input=False,
     )
+
+
+def log_pyfunc(state: LearnerState, input_example: pd.DataFrame, dataset: DatasetSpec) -> Any:
+    """The day-ahead forecaster as a pyfunc (:mod:`lifelong.serving`): weights and JSON specs as artifacts."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from lifelong import serving
+
+    assert state.stats is not None, "a forecaster's state carries its normalisation statistics"
+    model = copy.deepcopy(state.model).to("cpu").eval()
+    output = serving.served(serving.forecast_frame(model, state.stats, dataset, state.arch, input_example))
+    with tempfile.TemporaryDirectory(prefix="lifelong-pyfunc-") as tmp:
+        files = serving.save_model_files(model, state.arch, dataset, state.stats, Path(tmp))
+        return mlflow.pyfunc.log_model(
+            name=MODEL_DIR,
+            python_model=str(serving.ENTRY),
+            artifacts=files,
+            signature=infer_signature(input_example, output),
+            input_example=input_example,
+            pip_requirements=pip_requirements(PIP_REQUIREMENTS_PACKAGES + PYFUNC_PACKAGES),
+        )
 
 
 def log_dataset(name: str, data_version: str, source: str, context: str) -> None:

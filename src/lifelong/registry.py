@@ -37,11 +37,12 @@ from lifelong.errors import RegistryError
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
     from matplotlib.figure import Figure
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from lifelong.config import ArchitectureSpec, ModelSpec
+    from lifelong.config import ArchitectureSpec, DatasetSpec, ModelSpec
     from lifelong.gate import GateDecision
     from lifelong.learn.state import LearnerState
 
@@ -312,9 +313,10 @@ def log_candidate(
     plots: dict[str, Figure],
     lineage: Lineage,
     dataset_source: str,
-    input_example: np.ndarray,
+    input_example: np.ndarray | pd.DataFrame,
     run_key: str,
     kind: str = "update",
+    dataset: DatasetSpec | None = None,
 ) -> Candidate:
     """Log one model change as an MLflow run and register it as a ``pending`` version of ``model_name``.
 
@@ -345,7 +347,7 @@ def log_candidate(
             client.log_figure(run_id, fig, f"plots/{_check('plot', name)}.png")
         artifacts.log_dataset(lineage.dataset, lineage.data_version, dataset_source, "training")
         with _pinned_requirements_map():
-            info = artifacts.log_model(state, input_example)
+            info = artifacts.log_model(state, input_example, dataset)
         _verify_upload(client, run_id, digests)
         log_seconds = time.perf_counter() - started
         client.log_metric(run_id, "registry_log_s", log_seconds)
@@ -374,7 +376,8 @@ def _pinned_requirements_map() -> Iterator[None]:
     if saved["_MODULES_TO_PACKAGES"] is not None or "missing" in saved.values():
         yield
         return
-    reqs._MODULES_TO_PACKAGES = {name: [name] for name in artifacts.PIP_REQUIREMENTS_PACKAGES}
+    packages = artifacts.PIP_REQUIREMENTS_PACKAGES + artifacts.PYFUNC_PACKAGES
+    reqs._MODULES_TO_PACKAGES = {name: [name] for name in packages}
     try:
         yield
     finally:

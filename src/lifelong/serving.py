@@ -1,24 +1,53 @@
-"""The champion's forecast in physical units: raw frame in, ``timestamp`` + ``forecast`` out.
+"""The pyfunc MLflow serves: raw frame in, the forecast in physical units out.
 
 :func:`forecast_frame` is the one place a day-ahead model turns rows in the data's units into
 a forecast in the target's units: the ``publish`` step calls it, and so does the pyfunc MLflow
-serves (:class:`DayAheadPyfunc`), so a served forecast and a published one are the same numbers.
+serves (:class:`DayAheadModel`), so a served forecast and a published one are the same numbers.
 
-The input frame holds the history rows (timestamp, target and every feature, up to the end of
-the day before) and the rows of the day to forecast (timestamp and the ``known_future`` columns,
-the target empty / NaN). The day to forecast is the local day of the last row.
+The input frame (:func:`input_frame`) holds the history rows (timestamp, target and every
+feature, up to the end of the day before) and the rows of the day to forecast (timestamp and
+the ``known_future`` columns; the target and the other features empty / NaN). The day to
+forecast is the local day of the last row. Timestamps are ISO-8601 strings (UTC offsets kept).
+
+The logged model (``model/`` of a day-ahead candidate's run) is *models from code*: MLflow
+stores the file :mod:`lifelong.serving_entry` (which names :class:`DayAheadModel`), the weights
+as safetensors (``weights.safetensors``) and the specs and normalisation statistics as JSON
+(``spec.json``); ``load_context`` rebuilds the network from them. Nothing is pickled. The serving
+process imports ``lifelong`` from its environment: ``mlflow models serve --env-manager local``
+in the project's virtual environment.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 from typing import Any
 
+import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from lifelong.config import ArchitectureSpec, DatasetSpec
+from lifelong.config import ArchitectureSpec, DatasetSpec, from_mapping, to_jsonable
 from lifelong.data import schema, windows
+
+WEIGHTS, SPEC = "weights.safetensors", "spec.json"
+ENTRY = Path(__file__).with_name("serving_entry.py")
+
+
+def input_frame(ds: DatasetSpec, history: pd.DataFrame, future: pd.DataFrame) -> pd.DataFrame:
+    """The serving model's input: ``history`` rows (timestamp, target, features) then ``future``'s rows
+    with only their ``known_future`` columns (the target and the other features NaN), timestamps as
+    ISO strings, every value column float."""
+    columns = list(dict.fromkeys([ds.timestamp, str(ds.target), *ds.features]))
+    ahead = pd.DataFrame({ds.timestamp: future[ds.timestamp].to_numpy()})
+    for c in columns[1:]:
+        ahead[c] = future[c].to_numpy() if c in ds.known_future else np.nan
+    frame = pd.concat([history[columns].reset_index(drop=True), ahead], ignore_index=True)
+    frame[ds.timestamp] = pd.to_datetime(frame[ds.timestamp], utc=True).map(lambda t: t.isoformat())
+    for name in columns[1:]:
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+    return frame
 
 
 def forecast_day(frame: pd.DataFrame, ds: DatasetSpec) -> dt.date:
@@ -50,3 +79,47 @@ def forecast_frame(
     start = schema.day_start(ds, day)
     stamps = pd.DatetimeIndex(start + schema.step(ds) * np.arange(steps))
     return pd.DataFrame({"timestamp": stamps, "forecast": values.astype(np.float64)})
+
+
+def save_model_files(model: Any, arch: ArchitectureSpec, ds: DatasetSpec, stats: dict, folder: Path) -> dict[str, str]:
+    """The pyfunc's artifacts in ``folder``: weights (safetensors) and specs + stats (JSON)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS))
+    spec = {"architecture": to_jsonable(arch), "dataset": to_jsonable(ds), "stats": stats}
+    (folder / SPEC).write_text(json.dumps(spec, indent=1))
+    return {"weights": str(folder / WEIGHTS), "spec": str(folder / SPEC)}
+
+
+def load_model_files(weights: str, spec: str) -> tuple[Any, ArchitectureSpec, DatasetSpec, dict]:
+    """The network, its specs and stats, rebuilt from :func:`save_model_files`'s files (never unpickled)."""
+    from safetensors.torch import load_file
+
+    from lifelong.artifacts import check_safetensors
+    from lifelong.learn.models import build_model
+
+    body = json.loads(Path(spec).read_text())
+    arch = from_mapping(ArchitectureSpec, body["architecture"], "spec.architecture")
+    ds = from_mapping(DatasetSpec, body["dataset"], "spec.dataset")
+    check_safetensors(Path(weights))
+    model = build_model(arch)
+    model.load_state_dict(load_file(weights))
+    return model.eval(), arch, ds, body["stats"]
+
+
+def served(frame: pd.DataFrame) -> pd.DataFrame:
+    """A forecast as the server returns it: ISO timestamps, float forecasts."""
+    return frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat()))
+
+
+class DayAheadModel(mlflow.pyfunc.PythonModel):
+    """The day-ahead forecaster as an MLflow pyfunc: :func:`input_frame` in, ``timestamp`` + ``forecast`` out."""
+
+    def load_context(self, context: Any) -> None:
+        self.model, self.arch, self.ds, self.stats = load_model_files(
+            context.artifacts["weights"], context.artifacts["spec"]
+        )
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input)
+        return served(forecast_frame(self.model, self.stats, self.ds, self.arch, frame))

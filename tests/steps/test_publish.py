@@ -10,7 +10,16 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -94,6 +103,30 @@ def test_the_champion_publishes_the_next_day_once(world, capsys) -> None:
     world["published"] = table
 
 
+def test_mlflow_serves_the_champion_with_the_published_numbers(world) -> None:
+    """``mlflow models serve`` on models:/<model>@champion: the raw frame in, the published forecast out."""
+    import mlflow
+
+    from lifelong.config import load_settings
+    from lifelong.steps.publish import request
+
+    table = world["published"]
+    frame = request(MODEL, world["ingest"]["data_version"], NEXT)
+    uri = f"models:/{MODEL}@champion"
+    mlflow.set_tracking_uri(load_settings().mlflow_tracking_uri)
+    info = mlflow.models.get_model_info(uri)
+    assert "forecast" in str(info.signature.outputs) and "Temperature" in str(info.signature.inputs)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    example = json.loads((local / "serving_input_example.json").read_text())
+    with serve(uri, load_settings().mlflow_tracking_uri) as url:
+        answer = post(url, {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))})
+        from_example = post(url, example)
+    served = pd.DataFrame(answer["predictions"])
+    assert list(served["timestamp"]) == [t.isoformat() for t in table["timestamp"]]
+    np.testing.assert_allclose(served["forecast"], table["forecast"], rtol=1e-5)
+    assert len(from_example["predictions"]) in (46, 48, 50)  # the example forecasts the day the version was made on
+
+
 def test_the_published_numbers_are_the_models_forecast_of_the_recorded_day(world) -> None:
     """Once the day lands, the day-ahead sample that scores it gives the published forecast."""
     from lifelong import registry
@@ -122,3 +155,59 @@ def test_without_the_forecast_covariates_the_step_fails_and_publishes_nothing(wo
         publish(MODEL, NEXT, world["ingest"])
     assert "\n" not in str(caught.value)
     assert not forecast_path(Context.of(MODEL), following).exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve(uri: str, tracking_uri: str, timeout_s: float = 120.0) -> Iterator[str]:
+    """``mlflow models serve`` of ``uri`` on a free local port, in this environment; stopped on exit."""
+    import lifelong
+
+    port = _free_port()
+    src = str(Path(lifelong.__file__).resolve().parents[1])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri,
+           # the scoring server runs uvicorn from this environment's bin folder
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+           "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
+               "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"lifelong-serve-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"mlflow models serve exited {proc.returncode}: {log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"mlflow models serve not up after {timeout_s}s: {log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+        log.unlink(missing_ok=True)
+
+
+def post(url: str, body: dict) -> dict:
+    data = json.dumps(body).encode()
+    ask = urllib.request.Request(f"{url}/invocations", data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(ask, timeout=60) as reply:
+        return json.loads(reply.read())

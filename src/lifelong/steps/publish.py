@@ -54,19 +54,18 @@ def forecast_inputs(ctx: Context, day: date) -> pd.DataFrame:
     return frame
 
 
-def input_frame(ctx: Context, history: pd.DataFrame, future: pd.DataFrame) -> pd.DataFrame:
-    """The serving model's input: history rows (timestamp, target, features) then the day's known-future
-    rows (target NaN; a feature not known in advance NaN too)."""
-    ds = ctx.dataset
-    columns = list(dict.fromkeys([ds.timestamp, str(ds.target), *ds.features]))
-    ahead = pd.DataFrame({c: future[c] if c in future.columns else float("nan") for c in columns})
-    ahead[ds.timestamp] = pd.to_datetime(ahead[ds.timestamp], utc=True)
-    past = history[columns].copy()
-    past[ds.timestamp] = pd.to_datetime(past[ds.timestamp], utc=True)
-    frame = pd.concat([past, ahead], ignore_index=True)
-    for name in columns[1:]:
-        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
-    return frame
+def history_rows(ctx: Context, data_version: str, day: date) -> pd.DataFrame:
+    """The stored rows the forecast of ``day`` reads (up to the end of the day before)."""
+    snap = inputs.snapshot(ctx, data_version)
+    back = inputs.history_days(ctx.spec, ctx.dataset)
+    return snap.read_days(ctx.dataset, day - timedelta(days=back), day - timedelta(days=1))
+
+
+def request(model: str, data_version: str, day: str | date) -> pd.DataFrame:
+    """The raw frame the served model takes to forecast ``day``: what ``publish`` forecasts from."""
+    ctx = Context.of(model)
+    day = parse_day(day)
+    return serving.input_frame(ctx.dataset, history_rows(ctx, data_version, day), forecast_inputs(ctx, day))
 
 
 def publish(
@@ -98,10 +97,8 @@ def publish(
             )  # fmt: skip
 
     state = registry.load_state_of(model, champion)
-    snap = inputs.snapshot(ctx, ingest["data_version"])
-    back = inputs.history_days(ctx.spec, ctx.dataset)
-    history = snap.read_days(ctx.dataset, target_day - timedelta(days=back), day)
-    frame = input_frame(ctx, history, future)
+    history = history_rows(ctx, ingest["data_version"], target_day)
+    frame = serving.input_frame(ctx.dataset, history, future)
     ds, arch = ctx.dataset, ctx.spec.architecture
     try:
         forecast = serving.forecast_frame(state.model, state.stats or {}, ds, arch, frame, target_day)
