@@ -10,8 +10,9 @@ The fixed layout of a run's artifacts:
 * ``model/``: for MLflow serving only (lifelong never loads it), with a signature, an input
   example and explicit pip requirements. A day-ahead forecaster's is a pyfunc
   (:mod:`lifelong.serving`: the raw frame in physical units in, the forecast in the target's
-  units out; weights as safetensors, specs and normalisation stats as JSON, models from code);
-  the others' ``mlflow.pytorch.log_model`` in the ``pt2`` format (``torch.export``, a graph,
+  units out; weights as safetensors, specs and normalisation stats as JSON, models from code),
+  and so is a classifier's (signals in, labels and probabilities out); the rolling-window
+  forecaster's is ``mlflow.pytorch.log_model`` in the ``pt2`` format (``torch.export``, a graph,
   no pickle) on normalised tensors.
 * ``plots/<name>.png``; params as dotted keys; per-epoch metrics with ``step=epoch``;
   the training data as an MLflow dataset input whose source is the DVC location
@@ -162,7 +163,8 @@ def pip_requirements(packages: tuple[str, ...] = PIP_REQUIREMENTS_PACKAGES) -> l
 
 def log_model(state: LearnerState, input_example: np.ndarray | pd.DataFrame, dataset: DatasetSpec | None = None) -> Any:
     """The serving copy of the model, with signature and example: a pyfunc on the raw frame for a day-ahead
-    forecaster (``input_example`` a DataFrame, ``dataset`` its data set), else pt2 (torch.export, no pickle).
+    forecaster or a classifier (``input_example`` a DataFrame, ``dataset`` its data set), else pt2
+    (torch.export, no pickle).
 
     A pt2 example is tiled to a batch of two: torch.export turns a size-1 batch into a constant.
     """
@@ -195,15 +197,14 @@ def log_model(state: LearnerState, input_example: np.ndarray | pd.DataFrame, dat
 
 
 def log_pyfunc(state: LearnerState, input_example: pd.DataFrame, dataset: DatasetSpec) -> Any:
-    """The day-ahead forecaster as a pyfunc (:mod:`lifelong.serving`): weights and JSON specs as artifacts."""
+    """The model as a pyfunc (:mod:`lifelong.serving`): weights and JSON specs as artifacts, models from code."""
     import mlflow
     from mlflow.models import infer_signature
 
     from lifelong import serving
 
-    assert state.stats is not None, "a forecaster's state carries its normalisation statistics"
     model = copy.deepcopy(state.model).to("cpu").eval()
-    output = serving.served(serving.forecast_frame(model, state.stats, dataset, state.arch, input_example))
+    output = serving.predict(model, state.arch, dataset, state.stats, input_example)
     with tempfile.TemporaryDirectory(prefix="lifelong-pyfunc-") as tmp:
         files = serving.save_model_files(model, state.arch, dataset, state.stats, Path(tmp))
         return mlflow.pyfunc.log_model(

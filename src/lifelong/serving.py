@@ -2,15 +2,18 @@
 
 :func:`forecast_frame` is the one place a day-ahead model turns rows in the data's units into
 a forecast in the target's units: the ``publish`` step calls it, and so does the pyfunc MLflow
-serves (:class:`DayAheadModel`), so a served forecast and a published one are the same numbers.
+serves (:class:`LifelongModel`), so a served forecast and a published one are the same numbers.
 
 The input frame (:func:`input_frame`) holds the history rows (timestamp, target and every
 feature, up to the end of the day before) and the rows of the day to forecast (timestamp and
 the ``known_future`` columns; the target and the other features empty / NaN). The day to
 forecast is the local day of the last row. Timestamps are ISO-8601 strings (UTC offsets kept).
 
-The logged model (``model/`` of a day-ahead candidate's run) is *models from code*: MLflow
-stores the file :mod:`lifelong.serving_entry` (which names :class:`DayAheadModel`), the weights
+A classifier's input is one recording a row, each feature a list of floats (:func:`classify_example`);
+it answers ``label`` (one of the data set's ``labels``) and ``p_<label>`` for every label.
+
+The logged model (``model/`` of a day-ahead forecaster's or a classifier's run) is *models from
+code*: MLflow stores the file :mod:`lifelong.serving_entry` (which names :class:`LifelongModel`), the weights
 as safetensors (``weights.safetensors``) and the specs and normalisation statistics as JSON
 (``spec.json``); ``load_context`` rebuilds the network from them. Nothing is pickled. The serving
 process imports ``lifelong`` from its environment: ``mlflow models serve --env-manager local``
@@ -112,8 +115,38 @@ def served(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat()))
 
 
-class DayAheadModel(mlflow.pyfunc.PythonModel):
-    """The day-ahead forecaster as an MLflow pyfunc: :func:`input_frame` in, ``timestamp`` + ``forecast`` out."""
+def classify_example(ds: DatasetSpec, frame: pd.DataFrame, rows: int = 2) -> pd.DataFrame:
+    """A classifier's input: the first ``rows`` recordings, each feature a list of floats (one signal a cell)."""
+    head = frame.head(rows).reset_index(drop=True)
+    return pd.DataFrame({name: [np.asarray(v, dtype=np.float64).tolist() for v in head[name]] for name in ds.features})
+
+
+def classify_frame(model: Any, ds: DatasetSpec, arch: ArchitectureSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """Each recording's class label (one of the data set's ``labels``) and the probability of every label."""
+    import torch
+
+    x = windows.classify_input(frame, ds, arch)
+    model = model.to("cpu").eval()
+    with torch.no_grad():
+        probs = torch.softmax(model(x), dim=1).double().numpy()
+    out = pd.DataFrame({"label": [int(ds.labels[i]) for i in probs.argmax(axis=1)]})
+    for i, label in enumerate(ds.labels):
+        out[f"p_{label}"] = probs[:, i]
+    return out
+
+
+def predict(
+    model: Any, arch: ArchitectureSpec, ds: DatasetSpec, stats: dict | None, frame: pd.DataFrame
+) -> pd.DataFrame:
+    """What the served model answers for ``frame``: a forecast (day-ahead) or labels and probabilities."""
+    if arch.type in windows.DAYAHEAD_TYPES:
+        return served(forecast_frame(model, stats or {}, ds, arch, frame))
+    return classify_frame(model, ds, arch, frame)
+
+
+class LifelongModel(mlflow.pyfunc.PythonModel):
+    """A lifelong model as an MLflow pyfunc: a day-ahead forecaster (:func:`input_frame` in, ``timestamp`` +
+    ``forecast`` out) or a classifier (one signal a cell in, ``label`` + ``p_<label>`` out)."""
 
     def load_context(self, context: Any) -> None:
         self.model, self.arch, self.ds, self.stats = load_model_files(
@@ -121,5 +154,4 @@ class DayAheadModel(mlflow.pyfunc.PythonModel):
         )
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        frame = pd.DataFrame(model_input)
-        return served(forecast_frame(self.model, self.stats, self.ds, self.arch, frame))
+        return predict(self.model, self.arch, self.ds, self.stats, pd.DataFrame(model_input))

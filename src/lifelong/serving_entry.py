@@ -5,6 +5,6 @@ MLflow runs this file when it loads the model; nothing else imports it.
 
 import mlflow
 
-from lifelong.serving import DayAheadModel
+from lifelong.serving import LifelongModel
 
-mlflow.models.set_model(DayAheadModel())
+mlflow.models.set_model(LifelongModel())
