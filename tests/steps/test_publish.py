@@ -100,6 +100,10 @@ def test_the_champion_publishes_the_next_day_once(world, capsys) -> None:
     assert cli.main(["forecast", MODEL]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["date"] == str(NEXT) and len(printed["rows"]) == 48 and printed["path"] == first["path"]
+    assert cli.main(["forecast", MODEL, "--date", str(NEXT)]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == printed["rows"]
+    assert cli.main(["forecast", MODEL, "--date", str(DAY)]) != 0  # nothing issued for that day
+    assert f"no forecast published for {DAY}" in capsys.readouterr().err
     world["published"] = table
 
 
