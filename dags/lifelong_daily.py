@@ -13,6 +13,7 @@ catch-up, one run at a time, in date order.
 | `gate` | Promote only if no metric regresses past its tolerance in `params.yaml`. |
 | `promote` / `reject` | Move the `champion` alias (keeping `previous`), or tag the candidate rejected with the reason. Either writes the version's model card (its MLflow description). |
 | `watch` | After either (or a skipped update), never on a quarantined day: the champion and the version before it (in shadow) scored on the new day; after `rollback.days` consecutive days worse by more than `rollback.tolerance_pct`, `champion` moves back automatically (audit `trigger=auto:...`, the demoted version tagged `rolled_back`, an alert). |
+| `publish` | After `watch`: the champion's forecast of the next day, in the target's units, from the day's data version and the landed forecast covariates (`data/landing/<dataset>/forecast/<D+1>.parquet`), written to `.lifelong/forecasts/<model>/<D+1>.parquet` with its plot and logged to the champion's run. Skipped cleanly without a champion; a missing covariates file fails it (no retry) and nothing is published. |
 | `report` | Always runs: the day's summary under `.lifelong/reports/<model>/daily/`. |
 
 Nothing here holds logic: every task is one call into `lifelong.steps`. Quarantine, rejection, severe
@@ -77,11 +78,16 @@ def daily_dag(model: str, dataset: str, start: str, end: str | None):
             ctx = get_current_context()
             return call("watch.watch", model, ctx["ds"], ingest, context=ctx)
 
+        @task(trigger_rule="none_failed")
+        def publish(ingest: dict) -> dict:
+            ctx = get_current_context()
+            return call("publish.publish", model, ctx["ds"], ingest, context=ctx)
+
         @task(trigger_rule="all_done", retries=0)
         def report() -> dict:
             ctx = get_current_context()
             ti = ctx["ti"]
-            names = ["validate_ingest", "check_drift", "update", "evaluate", "promote", "reject", "watch"]
+            names = ["validate_ingest", "check_drift", "update", "evaluate", "promote", "reject", "watch", "publish"]
             results = {name: ti.xcom_pull(task_ids=name) for name in names}
             results["gate"] = ti.xcom_pull(task_ids="gate", key="decision")
             return call("daily.report", model, ctx["ds"], results, context=ctx)
@@ -91,7 +97,9 @@ def daily_dag(model: str, dataset: str, start: str, end: str | None):
         outcome = gate_then_promote_or_reject(evaluation, model_of=lambda _: model, pool=pool, outlets=[model_asset])
         watched = watch(ingest)
         outcome >> watched
-        [*outcome, watched] >> report()
+        published = publish(ingest)
+        watched >> published
+        [*outcome, watched, published] >> report()
 
     return lifelong_daily()
 

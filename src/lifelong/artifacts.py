@@ -17,10 +17,14 @@ The fixed layout of a run's artifacts:
   and there is no API to delete one. So whoever rewrites a state file must rewrite the
   manifest tag to match, and the rewritten tag no longer hashes to the param logged when
   the run uploaded its state; a run logged without the param is refused outright.
-* ``model/``: ``mlflow.pytorch.log_model`` in the ``pt2`` format (``torch.export``, a
-  graph, no pickle), with a signature, an input example and explicit pip requirements,
-  for MLflow serving. lifelong never trains from it; before a promotion it loads it as
-  MLflow serving would and runs it once on its input example (:func:`check_serving_model`).
+* ``model/``: for MLflow serving (lifelong never trains from it), with a signature, an input
+  example and explicit pip requirements. A day-ahead forecaster's is a pyfunc
+  (:mod:`lifelong.serving`: the raw frame in physical units in, the forecast in the target's
+  units out; weights as safetensors, specs and normalisation stats as JSON, models from code),
+  and so is a classifier's (signals in, labels and probabilities out); the rolling-window
+  forecaster's is ``mlflow.pytorch.log_model`` in the ``pt2`` format (``torch.export``, a graph,
+  no pickle) on normalised tensors. Before a promotion lifelong loads it as MLflow serving
+  would and runs it once on its input example (:func:`check_serving_model`).
 * ``plots/<name>.png``; params as dotted keys; per-epoch metrics with ``step=epoch``;
   the training data as an MLflow dataset input whose source is the DVC location
   (type ``dvc``) and whose digest is the data version.
@@ -45,9 +49,10 @@ if TYPE_CHECKING:
     from datetime import date
 
     import numpy as np
+    import pandas as pd
     from mlflow import MlflowClient
 
-    from lifelong.config import ArchitectureSpec
+    from lifelong.config import ArchitectureSpec, DatasetSpec
     from lifelong.learn.state import LearnerState
 
 STATE_DIR, MODEL_DIR = "state", "model"
@@ -55,6 +60,7 @@ MANIFEST_PARAM = "state_manifest_sha256"
 MAX_STATE_BYTES = 16 << 30  # a state folder listed bigger than this is refused before it is downloaded
 # explicit, so MLflow never infers requirements (seconds a call, and it would pin the local +cpu build)
 PIP_REQUIREMENTS_PACKAGES = ("torch", "numpy", "safetensors")
+PYFUNC_PACKAGES = ("mlflow", "pandas", "pyarrow")  # and lifelong itself, from the serving environment
 
 
 def digests(directory: Path) -> dict[str, str]:
@@ -203,18 +209,25 @@ def log_run_data(
         client.log_batch(run_id, metrics=points[start : start + 1000])
 
 
-def pip_requirements() -> list[str]:
+def pip_requirements(packages: tuple[str, ...] = PIP_REQUIREMENTS_PACKAGES) -> list[str]:
     """Pinned to the installed versions without local build tags (PyPI has no ``torch==2.13.0+cpu``)."""
     from importlib.metadata import version
 
-    return [f"{name}=={version(name).split('+')[0]}" for name in PIP_REQUIREMENTS_PACKAGES]
+    return [f"{name}=={version(name).split('+')[0]}" for name in packages]
 
 
-def log_model(state: LearnerState, input_example: np.ndarray) -> Any:
-    """The serving copy of the model: pt2 (torch.export, no pickle), with signature and example.
+def log_model(state: LearnerState, input_example: np.ndarray | pd.DataFrame, dataset: DatasetSpec | None = None) -> Any:
+    """The serving copy of the model, with signature and example: a pyfunc on the raw frame for a day-ahead
+    forecaster or a classifier (``input_example`` a DataFrame, ``dataset`` its data set), else pt2
+    (torch.export, no pickle).
 
-    The example is tiled to a batch of two: torch.export turns a size-1 batch into a constant.
+    A pt2 example is tiled to a batch of two: torch.export turns a size-1 batch into a constant.
     """
+    import pandas as pd
+
+    if isinstance(input_example, pd.DataFrame):
+        assert dataset is not None, "a pyfunc forecaster needs its data set's spec"
+        return log_pyfunc(state, input_example, dataset)
     import mlflow
     import numpy as np
     import torch
@@ -238,6 +251,27 @@ def log_model(state: LearnerState, input_example: np.ndarray) -> Any:
     )
 
 
+def log_pyfunc(state: LearnerState, input_example: pd.DataFrame, dataset: DatasetSpec) -> Any:
+    """The model as a pyfunc (:mod:`lifelong.serving`): weights and JSON specs as artifacts, models from code."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from lifelong import serving
+
+    model = copy.deepcopy(state.model).to("cpu").eval()
+    output = serving.predict(model, state.arch, dataset, state.stats, input_example)
+    with tempfile.TemporaryDirectory(prefix="lifelong-pyfunc-") as tmp:
+        files = serving.save_model_files(model, state.arch, dataset, state.stats, Path(tmp))
+        return mlflow.pyfunc.log_model(
+            name=MODEL_DIR,
+            python_model=str(serving.ENTRY),
+            artifacts=files,
+            signature=infer_signature(input_example, output),
+            input_example=input_example,
+            pip_requirements=pip_requirements(PIP_REQUIREMENTS_PACKAGES + PYFUNC_PACKAGES),
+        )
+
+
 class ServingCheckFailed(RegistryError):
     """The logged serving model cannot be loaded, or does not answer its input example as its signature says."""
 
@@ -250,6 +284,7 @@ def check_serving_model(model_uri: str) -> None:
     """
     import mlflow
     import numpy as np
+    import pandas as pd
     from mlflow.models import Model
 
     with tempfile.TemporaryDirectory(prefix="lifelong-serving-") as tmp:
@@ -259,7 +294,7 @@ def check_serving_model(model_uri: str) -> None:
             loaded = mlflow.pyfunc.load_model(local)
             if example is None:
                 raise ServingCheckFailed(f"serving check of {model_uri}: the logged model has no input example")
-            output = np.asarray(loaded.predict(example))
+            prediction = loaded.predict(example)
         except ServingCheckFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever loading or predicting raises is the reason
@@ -268,14 +303,19 @@ def check_serving_model(model_uri: str) -> None:
                 f"serving check of {model_uri}: the logged model cannot be loaded or run "
                 f"({type(exc).__name__}: {detail})"
             ) from None
-    rows = np.asarray(example).shape[0]
-    declared = _declared_output_shape(loaded)
-    expected = (rows, *declared[1:]) if declared else None
-    if output.ndim == 0 or output.shape[0] != rows or (expected is not None and output.shape != expected):
-        raise ServingCheckFailed(
-            f"serving check of {model_uri}: output of shape {output.shape} for {rows} example rows "
-            f"(the signature says {expected})"
-        )
+    if isinstance(prediction, pd.DataFrame):  # a pyfunc: a frame in (a day's rows, recordings), a frame out
+        output = prediction.select_dtypes("number").to_numpy(dtype=np.float64)
+        if not len(prediction) or not output.size:
+            raise ServingCheckFailed(f"serving check of {model_uri}: no numbers out for its input example")
+    else:  # tensors in, tensors out: one row per example row, in the shape the signature declares
+        output, rows = np.asarray(prediction), np.asarray(example).shape[0]
+        declared = _declared_output_shape(loaded)
+        expected = (rows, *declared[1:]) if declared else None
+        if output.ndim == 0 or output.shape[0] != rows or (expected is not None and output.shape != expected):
+            raise ServingCheckFailed(
+                f"serving check of {model_uri}: output of shape {output.shape} for {rows} example rows "
+                f"(the signature says {expected})"
+            )
     if not np.issubdtype(output.dtype, np.number) or not np.isfinite(output).all():
         raise ServingCheckFailed(f"serving check of {model_uri}: the output on its input example is not finite")
 

@@ -126,7 +126,11 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_registry_commands(sub: argparse._SubParsersAction) -> None:
-    """history, rollback."""
+    """forecast, history, rollback."""
+    p = sub.add_parser("forecast", help="the published day-ahead forecast of a model (default: the latest day)")
+    p.add_argument("model", help="registered model name (as in params.yaml)")
+    p.add_argument("--date", type=_date, help="the forecast day, YYYY-MM-DD (default: the latest published)")
+    p.set_defaults(handler=_forecast)
     p = sub.add_parser("history", help="every promotion, rejection and rollback of a model, oldest first")
     p.add_argument("model", help="registered model name (as in params.yaml)")
     p.set_defaults(handler=_history)
@@ -139,6 +143,21 @@ def _add_registry_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", metavar="VERSION", help="the version to serve (an approved one, never a rolled_back one)")
     p.add_argument("--reason", default="manual rollback", help="why; recorded in the audit history")
     p.set_defaults(handler=_rollback)
+
+
+def _forecast(args: argparse.Namespace) -> Any:
+    from lifelong.steps import publish
+
+    table = publish.read_forecast(args.model, args.date)
+    first = table.iloc[0]
+    rows = [
+        {"timestamp": str(r.timestamp), "forecast": round(float(r.forecast), 3)} for r in table.itertuples(index=False)
+    ]
+    return {
+        "model": args.model, "date": str(first["date"]), "model_version": str(first["model_version"]),
+        "data_version": str(first["data_version"]), "issued_at": str(first["issued_at"]),
+        "path": str(first["path"]), "rows": rows,
+    }  # fmt: skip
 
 
 def _history(args: argparse.Namespace) -> Any:

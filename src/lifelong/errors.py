@@ -37,3 +37,7 @@ class ServiceUnavailable(LifelongError):
     Not the input's fault: Airflow retries the task with backoff, and nothing was half-written
     (every registry step is idempotent and re-run from the start).
     """
+
+
+class MissingForecastInputs(LifelongError):
+    """The forecast covariates of the day to forecast have not landed: nothing was published (no retry)."""

@@ -133,3 +133,17 @@ def _numpy(value: Any) -> np.ndarray:
     if hasattr(value, "detach"):
         value = value.detach().float().cpu().numpy()
     return np.asarray(value, dtype=float)
+
+
+def published_forecast(
+    actual_times: Sequence[Any], actual: Sequence[float], times: Sequence[Any], forecast: Sequence[float], title: str
+) -> Figure:
+    """A published day-ahead forecast after the last days of actuals, in the target's units."""
+    fig = _figure(8.0, 3.6)
+    ax = fig.add_subplot()
+    ax.plot(list(actual_times), np.asarray(actual, dtype=float), label="actual", color="black", linewidth=1.2)
+    ax.plot(list(times), np.asarray(forecast, dtype=float), label="forecast", color="tab:orange", linewidth=1.5)
+    ax.set(ylabel="value", title=title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig

@@ -41,11 +41,12 @@ if TYPE_CHECKING:
     from datetime import date
 
     import numpy as np
+    import pandas as pd
     from matplotlib.figure import Figure
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from lifelong.config import ArchitectureSpec, ModelSpec
+    from lifelong.config import ArchitectureSpec, DatasetSpec, ModelSpec
     from lifelong.gate import GateDecision
     from lifelong.learn.state import LearnerState
 
@@ -250,6 +251,14 @@ def log_figures(run_id: str, figures: dict[str, Figure]) -> None:
         client.log_figure(run_id, fig, f"plots/{_check('plot', name)}.png")
 
 
+def log_artifacts_of(model_name: str, version: str | int, paths: list[Path], artifact_path: str) -> None:
+    """Log files to the run of a registered version under ``artifact_path`` (a re-log replaces them)."""
+    client = _client()
+    mv = _version(client, _check("model", model_name), version)
+    for path in paths:
+        client.log_artifact(mv.tags.get("run_id") or mv.run_id, str(path), _check("artifact path", artifact_path))
+
+
 def log_json(run_id: str, obj: Any, artifact_path: str) -> None:
     _client().log_dict(run_id, obj, _check("artifact path", artifact_path))
 
@@ -320,9 +329,10 @@ def log_candidate(
     plots: dict[str, Figure],
     lineage: Lineage,
     dataset_source: str,
-    input_example: np.ndarray,
+    input_example: np.ndarray | pd.DataFrame,
     run_key: str,
     kind: str = "update",
+    dataset: DatasetSpec | None = None,
 ) -> Candidate:
     """Log one model change as an MLflow run and register it as a ``pending`` version of ``model_name``.
 
@@ -353,7 +363,7 @@ def log_candidate(
             client.log_figure(run_id, fig, f"plots/{_check('plot', name)}.png")
         artifacts.log_dataset(lineage.dataset, lineage.data_version, dataset_source, "training")
         with _pinned_requirements_map():
-            info = artifacts.log_model(state, input_example)
+            info = artifacts.log_model(state, input_example, dataset)
         _verify_upload(client, run_id, digests)
         log_seconds = time.perf_counter() - started
         client.log_metric(run_id, "registry_log_s", log_seconds)
@@ -382,7 +392,8 @@ def _pinned_requirements_map() -> Iterator[None]:
     if saved["_MODULES_TO_PACKAGES"] is not None or "missing" in saved.values():
         yield
         return
-    reqs._MODULES_TO_PACKAGES = {name: [name] for name in artifacts.PIP_REQUIREMENTS_PACKAGES}
+    packages = artifacts.PIP_REQUIREMENTS_PACKAGES + artifacts.PYFUNC_PACKAGES
+    reqs._MODULES_TO_PACKAGES = {name: [name] for name in packages}
     try:
         yield
     finally:

@@ -87,6 +87,14 @@ def test_daily_dag_watches_after_either_decision_and_alerts_on_final_failure(dag
         assert task.on_failure_callback, task.task_id
 
 
+def test_daily_dag_publishes_after_the_watch(dagbag):
+    dag = dagbag.dags["lifelong_daily__demand_forecaster"]
+    publish = dag.get_task("publish")
+    assert publish.upstream_task_ids == {"validate_ingest", "watch"}
+    assert publish.trigger_rule == "none_failed"  # skipped with the watch; never after a quarantine
+    assert "publish" in dag.get_task("report").upstream_task_ids
+
+
 def test_add_task_params_refuse_unknown_strategy(dagbag):
     from airflow.sdk.definitions.param import ParamValidationError
 

@@ -376,8 +376,9 @@ def test_log_model_skips_mlflows_scan_of_every_distribution_and_puts_its_state_b
     monkeypatch.setattr(reqs, "_MODULES_TO_PACKAGES", None)
     monkeypatch.setattr(reqs, "_PACKAGES_TO_MODULES", None)
     with registry._pinned_requirements_map():
-        assert set(reqs._MODULES_TO_PACKAGES) == set(artifacts.PIP_REQUIREMENTS_PACKAGES)
-        reqs.warn_dependency_requirement_mismatches(artifacts.pip_requirements())  # the check still runs
+        pinned = artifacts.PIP_REQUIREMENTS_PACKAGES + artifacts.PYFUNC_PACKAGES  # the pyfunc's too
+        assert set(reqs._MODULES_TO_PACKAGES) == set(pinned)
+        reqs.warn_dependency_requirement_mismatches(artifacts.pip_requirements(pinned))  # the check still runs
     assert reqs._MODULES_TO_PACKAGES is None and reqs._PACKAGES_TO_MODULES is None
     scanned = {"torch": ["torch"], "yaml": ["PyYAML"]}
     monkeypatch.setattr(reqs, "_MODULES_TO_PACKAGES", scanned)

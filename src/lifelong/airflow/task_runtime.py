@@ -63,7 +63,7 @@ def call(step: str, *args: Any, context: Mapping[str, Any], **kwargs: Any) -> An
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from lifelong.config import ConfigError
-    from lifelong.errors import RefusedBatch, StateError
+    from lifelong.errors import MissingForecastInputs, RefusedBatch, StateError
     from lifelong.steps.context import NotReady
 
     project_env()
@@ -72,7 +72,7 @@ def call(step: str, *args: Any, context: Mapping[str, Any], **kwargs: Any) -> An
         return step_function(step)(*args, run_info=info, **kwargs)
     except NotReady as exc:
         raise AirflowSkipException(str(exc)) from None
-    except (RefusedBatch, ConfigError, StateError) as exc:
+    except (RefusedBatch, ConfigError, StateError, MissingForecastInputs) as exc:
         if isinstance(exc, RefusedBatch):
             _alert_quarantine(args[0] if args else None, info, exc)
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from None

@@ -2,7 +2,10 @@
 
 ``lifelong simulate`` stands in for the upstream system that would drop a file each day:
 ``data/landing/<dataset>/<YYYY-MM-DD>.parquet`` holds the rows of that local day with their
-real timestamps; for task data, ``data/landing/<dataset>/<task>.parquet`` holds one task.
+real timestamps, and ``data/landing/<dataset>/forecast/<YYYY-MM-DD>.parquet`` the forecast
+covariates of the day after it (the timestamp and the ``known_future`` columns: what the
+``publish`` step forecasts that day from; on vic_elec the recorded Temperature and Holiday stand
+in for a weather forecast). For task data, ``data/landing/<dataset>/<task>.parquet`` holds one task.
 A landing file that exists with other content is never overwritten without ``force``
 (someone may have corrected it by hand); an identical one is left as it is.
 
@@ -140,6 +143,11 @@ def landing_path(dataset: str, key: str, suffix: str = ".parquet") -> Path:
     return load_settings().landing_dir / dataset / f"{key}{suffix}"
 
 
+def forecast_inputs_path(dataset: str, day: dt.date | str) -> Path:
+    """Where the forecast covariates of ``day`` (its ``known_future`` columns, issued the day before) land."""
+    return load_settings().landing_dir / dataset / "forecast" / f"{day}.parquet"
+
+
 def landed_file(dataset: str, key: str) -> Path:
     """The landed batch: the Parquet file, else a CSV of the same name, else the Parquet path."""
     parquet = landing_path(dataset, key)
@@ -169,7 +177,11 @@ def _land(files: dict[Path, pd.DataFrame], force: bool) -> list[Path]:
 
 
 def simulate(dataset: str, start: dt.date, days: int, *, force: bool = False) -> list[Path]:
-    """Land ``days`` daily batches of a forecast data set from ``start``; returns their paths."""
+    """Land ``days`` daily batches of a forecast data set from ``start``; returns their paths.
+
+    With each day, where the data has the day after it, the forecast covariates of that next day
+    (:func:`forecast_inputs_path`) land too (not in the returned list: they are not batches).
+    """
     spec = _spec(dataset, "forecast")
     if days < 1:
         raise LifelongError(f"--days must be at least 1, got {days}")
@@ -183,7 +195,13 @@ def simulate(dataset: str, start: dt.date, days: int, *, force: bool = False) ->
         if rows.empty:
             raise LifelongError(f"{dataset} has no rows for {day} (it covers {first} to {last})")
         files[landing_path(dataset, day)] = rows
-    return _land(files, force)
+        following = (start + dt.timedelta(days=offset + 1)).isoformat()
+        ahead = source[dates == following]
+        if spec.known_future and not ahead.empty:
+            columns = [spec.timestamp, *spec.known_future]
+            files[forecast_inputs_path(dataset, following)] = ahead[columns].reset_index(drop=True)
+    batches = {landing_path(dataset, (start + dt.timedelta(days=i)).isoformat()) for i in range(days)}
+    return [path for path in _land(files, force) if path in batches]
 
 
 def land_tasks(dataset: str, tasks: list[str] | None = None, *, force: bool = False) -> list[Path]:

@@ -148,12 +148,17 @@ def classify_arrays(
         frame = frame[frame[spec.split_column] == split]
     if frame.empty:
         return torch.zeros(0, len(spec.features), arch.length), torch.zeros(0, dtype=torch.long)
-    x = np.stack([np.stack(frame[name].to_numpy()).astype(np.float32) for name in spec.features], axis=1)
-    if x.shape[2] != arch.length:
-        raise ConfigError(f"architecture length={arch.length} but {spec.name} signals have {x.shape[2]} samples")
     index = {label: i for i, label in enumerate(spec.labels)}
     y = np.array([index[int(v)] for v in frame[spec.label]], dtype=np.int64)
-    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+    return classify_input(frame, spec, arch), torch.from_numpy(y)
+
+
+def classify_input(frame: pd.DataFrame, spec: DatasetSpec, arch: ArchitectureSpec) -> torch.Tensor:
+    """``x``: (N, len(features), arch.length) float32 from the recordings of ``frame`` (one signal a cell)."""
+    x = np.stack([np.stack([np.asarray(v, dtype=np.float32) for v in frame[name]]) for name in spec.features], axis=1)
+    if x.shape[2] != arch.length:
+        raise ConfigError(f"architecture length={arch.length} but {spec.name} signals have {x.shape[2]} samples")
+    return torch.from_numpy(np.ascontiguousarray(x))
 
 
 # --------------------------------------------------------------------------- day-ahead samples

@@ -5,7 +5,8 @@ One module per concern: :mod:`~lifelong.steps.context` (what every step is hande
 :mod:`~lifelong.steps.inputs` (the windows a step reads from an exact data version),
 :mod:`~lifelong.steps.daily`, :mod:`~lifelong.steps.tasks`, :mod:`~lifelong.steps.decide`,
 :mod:`~lifelong.steps.watch` (the champion against the version before it; the automatic
-rollback), :mod:`~lifelong.steps.cards` (model cards) and :mod:`~lifelong.steps.run` (every
+rollback), :mod:`~lifelong.steps.publish` (the champion's forecast of the next day),
+:mod:`~lifelong.steps.cards` (model cards) and :mod:`~lifelong.steps.run` (every
 step in order, in one process).
 
 Small JSON in, small JSON out: a step takes names, dates and the results of the steps

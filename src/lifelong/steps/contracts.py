@@ -165,3 +165,23 @@ class WatchResult(TypedDict):
     streak: int
     days: int
     rollback: RegistryOutcome | None
+
+
+class PublishResult(TypedDict):
+    """``publish``: the champion's forecast of the day after the logical date, as written.
+
+    ``status``: published | unchanged (the same model and data version published it already) |
+    skipped (no champion, or not a day-ahead model: ``reason`` says which).
+    """
+
+    model: str
+    date: str
+    day: str
+    status: str
+    reason: str | None
+    version: str | None
+    data_version: str
+    rows: int
+    path: str | None
+    plot_path: str | None
+    issued_at: str | None

@@ -209,9 +209,10 @@ def update(
         plots=figures,
         lineage=registry.Lineage.of(ctx.run, spec, version, result.device),
         dataset_source=store.dvc_location(ds.name),
-        input_example=eval_x[:1].numpy(),
+        input_example=_serving_example(ctx, snap, day) if inputs.day_ahead(spec) else eval_x[:1].numpy(),
         run_key=run_key,
         kind=kind,
+        dataset=ds,
     )
     info = {
         "model": model, "version": candidate.version, "run_id": candidate.run_id, "kind": kind,
@@ -241,6 +242,15 @@ def _example(ctx: Context, snap: Snapshot, state: LearnerState, day: date) -> tu
         return sample.x, sample.y
     x, y = inputs.forecast_days(ctx, snap, [day], state.stats or {})
     return x[-1:], y[-1:]
+
+
+def _serving_example(ctx: Context, snap: Snapshot, day: date) -> Any:
+    """The served model's input example: the raw frame that forecasts ``day`` (lifelong.serving.input_frame)."""
+    from lifelong import serving
+
+    back = inputs.history_days(ctx.spec, ctx.dataset)
+    history = snap.read_days(ctx.dataset, day - timedelta(days=back), day - timedelta(days=1))
+    return serving.input_frame(ctx.dataset, history, snap.read_days(ctx.dataset, day, day))
 
 
 def _candidate(info: dict[str, Any], day: date, *, reused: bool, drift: DriftResult | None) -> CandidateResult:

@@ -14,7 +14,7 @@ from lifelong import locks, notify, registry
 from lifelong.config import load_params, load_settings
 from lifelong.data import store
 from lifelong.errors import RefusedBatch
-from lifelong.steps import daily, decide, tasks, watch
+from lifelong.steps import daily, decide, publish, tasks, watch
 from lifelong.steps.context import Context, NotReady, RunInfo, current_user
 
 
@@ -34,7 +34,9 @@ def run_day(model: str, logical_date: str | date, *, file: str | None = None) ->
     """Every step of the daily DAG, in order (the data version of the day's ingest travels).
 
     ``watch`` runs once the day is stored, whether a candidate was trained or not (as in the DAG,
-    where it follows promote / reject and a skipped update); never on a quarantined day.
+    where it follows promote / reject and a skipped update); never on a quarantined day. ``publish``
+    follows it: the champion's forecast of the next day (skipped without a champion; a missing
+    forecast-covariates file fails the run, with nothing published).
     """
     run = RunInfo(user=current_user())
     ctx = Context.of(model, run)  # an unknown model is refused before its name becomes part of a path
@@ -57,6 +59,7 @@ def run_day(model: str, logical_date: str | date, *, file: str | None = None) ->
                 if exc.outcome is not None:
                     results["update_outcome"] = exc.outcome
             results["watch"] = watch.watch(model, logical_date, ingest, run_info=run)
+            results["publish"] = publish.publish(model, logical_date, ingest, run_info=run)
         except NotReady as exc:
             results.setdefault("skipped", str(exc))
         finally:

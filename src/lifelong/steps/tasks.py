@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lifelong import faults, notify, plots, recovery, registry
+from lifelong import faults, notify, plots, recovery, registry, serving
 from lifelong.config import STRATEGIES, ConfigError, ModelSpec, params_hash, to_jsonable
 from lifelong.data import store
 from lifelong.errors import LifelongError
@@ -159,12 +159,20 @@ def learn_task(
         plots={"loss_curves": plots.loss_curves(result.epochs)},
         lineage=registry.Lineage.of(ctx.run, spec, version, result.device),
         dataset_source=store.dvc_location(ctx.dataset.name),
-        input_example=x[:1].numpy(),
+        input_example=_serving_example(ctx, version, task, x),
         run_key=run_key,
         kind="task",
+        dataset=ctx.dataset,
     )
     info = {"model": model, "version": candidate.version, "run_id": candidate.run_id, "data_version": version}
     return _task_candidate(info, task, reused=False)
+
+
+def _serving_example(ctx: Context, version: str, task: str, x: Any) -> Any:
+    """The served model's input example: a classifier's first recordings of the task as a frame."""
+    if task_kind(ctx.spec.architecture) != "classification":
+        return x[:1].numpy()
+    return serving.classify_example(ctx.dataset, inputs.snapshot(ctx, version).read_task(ctx.dataset, task))
 
 
 def _task_candidate(info: dict[str, Any], task: str, *, reused: bool) -> TaskCandidateResult:
