@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from lifelong.learn.state import LearnerState
 
 STATE_DIR, MODEL_DIR = "state", "model"
+NO_PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 MANIFEST_PARAM = "state_manifest_sha256"
 MAX_STATE_BYTES = 16 << 30  # a state folder listed bigger than this is refused before it is downloaded
 # explicit, so MLflow never infers requirements (seconds a call, and it would pin the local +cpu build)
@@ -287,6 +289,11 @@ def check_serving_model(model_uri: str) -> None:
     import pandas as pd
     from mlflow.models import Model
 
+    # MLflow 3 refuses pickle payloads when loading (a cloudpickled python_model, or a pt2 archive
+    # whose records torch's weights_only unpickler would not admit) unless this variable allows them:
+    # it is pinned off for the load, so nothing read from the store is unpickled here either
+    pinned = os.environ.get(NO_PICKLE_ENV)
+    os.environ[NO_PICKLE_ENV] = "false"
     with tempfile.TemporaryDirectory(prefix="lifelong-serving-") as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp)
@@ -303,6 +310,11 @@ def check_serving_model(model_uri: str) -> None:
                 f"serving check of {model_uri}: the logged model cannot be loaded or run "
                 f"({type(exc).__name__}: {detail})"
             ) from None
+        finally:
+            if pinned is None:
+                os.environ.pop(NO_PICKLE_ENV, None)
+            else:
+                os.environ[NO_PICKLE_ENV] = pinned
     if isinstance(prediction, pd.DataFrame):  # a pyfunc: a frame in (a day's rows, recordings), a frame out
         output = prediction.select_dtypes("number").to_numpy(dtype=np.float64)
         if not len(prediction) or not output.size:
