@@ -158,6 +158,7 @@ def summary(daily: list[dict]) -> str:
         lines.append("  " + " " * 12 + "".join(f"{t:>9}" for t in matrix["tasks"]))
         for task, row in zip(matrix["tasks"], matrix["acc_matrix"], strict=False):
             lines.append(f"  {task:<12}" + "".join(f"{v:9.3f}" for v in row))
+    lines += _published_forecast(settings)
     lines += [
         "where to look:",
         f"  MLflow:   {settings.mlflow_tracking_uri}  (make ui -> http://127.0.0.1:5000)",
@@ -166,6 +167,27 @@ def summary(daily: list[dict]) -> str:
         f"  history:  lifelong history {FORECASTER}",
     ]
     return "\n".join(lines)
+
+
+def _published_forecast(settings: Any) -> list[str]:
+    """Tomorrow's forecast as the last daily run published it: first and last rows, and the table's path."""
+    import pandas as pd
+
+    folder = settings.home / "forecasts" / FORECASTER
+    tables = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not tables:
+        return ["published forecast: none yet (no champion, or its forecast inputs were not landed)"]
+    frame = pd.read_parquet(tables[-1])
+    target = load_params().dataset(load_params().model(FORECASTER).dataset).target
+    version, data = frame["model_version"].iloc[0], str(frame["data_version"].iloc[0])[:12]
+    lines = [
+        f"published forecast of {FORECASTER} for {tables[-1].stem} ({len(frame)} half-hours, {target} in the "
+        f"data's units: MW on vic_elec), by v{version} on data {data}:"
+    ]
+    for _, row in pd.concat([frame.head(2), frame.tail(2)]).iterrows():
+        lines.append(f"  {row['timestamp']}  {row['forecast']:9.1f}")
+    lines.append(f"  table: {folder}/<day>.parquet (this one: {tables[-1].name}); also: lifelong forecast {FORECASTER}")
+    return lines
 
 
 def main(days: int = 30, tasks: tuple[str, ...] = ("FordA", "FordB"), epochs: int | None = None) -> dict[str, Any]:
