@@ -259,6 +259,14 @@ def log_artifacts_of(model_name: str, version: str | int, paths: list[Path], art
         client.log_artifact(mv.tags.get("run_id") or mv.run_id, str(path), _check("artifact path", artifact_path))
 
 
+def tag_version(model_name: str, version: str | int, tags: dict[str, str]) -> None:
+    """Set tags on a registered version (e.g. the day's drift decision); a re-run sets the same values."""
+    client = _client()
+    mv = _version(client, _check("model", model_name), version)
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, mv.version, _check("tag", key), str(value)[:5000])
+
+
 def log_json(run_id: str, obj: Any, artifact_path: str) -> None:
     _client().log_dict(run_id, obj, _check("artifact path", artifact_path))
 

@@ -102,3 +102,18 @@ def test_an_update_learns_every_day_since_the_champion_last_learned() -> None:
         dt.date(2012, 3, 6), dt.date(2012, 3, 8), dt.date(2012, 3, 9),
     ]  # fmt: skip
     assert "training on the latest 3" in said[0]
+
+
+def test_the_days_drift_check_is_in_the_candidates_record(stored_days) -> None:
+    """The drift report is an artifact of the candidate's run and its decision a tag of the version."""
+    from lifelong import registry
+    from lifelong.steps import daily
+
+    _, ingests = stored_days
+    drift = daily.check_drift(MODEL, THE_DAY, ingests[-1])
+    assert drift["report_path"] and Path(drift["report_path"]).is_file()
+    candidate = daily.update(MODEL, THE_DAY, ingests[-1], drift=drift)
+    tags = registry._client().get_model_version(MODEL, candidate["version"]).tags
+    assert tags["drift"] == drift["decision"] and tags["task"] == "0"
+    stored = [f.path for f in registry._client().list_artifacts(candidate["run_id"], "drift")]
+    assert f"drift/{THE_DAY}.json" in stored

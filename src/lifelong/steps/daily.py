@@ -158,6 +158,7 @@ def update(
     recovery.close_crashed_runs(ctx.settings.home, model, closed_by=ctx.run.trigger)
     existing = registry.find_candidate(model, run_key)
     if existing is not None:
+        _record_drift(model, existing["version"], drift)
         return _candidate(existing, day, reused=True, drift=drift)
 
     snap = inputs.snapshot(ctx, version)
@@ -214,11 +215,26 @@ def update(
         kind=kind,
         dataset=ds,
     )
+    _record_drift(model, candidate.version, drift, task=state.tasks[-1] if state.tasks else "0")
     info = {
         "model": model, "version": candidate.version, "run_id": candidate.run_id, "kind": kind,
         "data_version": version, "train_days": [str(d) for d in train_days],
     }  # fmt: skip
     return _candidate(info, day, reused=False, drift=drift)
+
+
+def _record_drift(model: str, version: str, drift: DriftResult | None, *, task: str | None = None) -> None:
+    """The day's drift check in the candidate's record: its report (and its plot, on a drift day) as
+    artifacts under ``drift/``, and the version's tags ``drift=none|drift|severe`` and ``task=<id>``
+    (the regime the model is learning: ``0`` until a task boundary opens another)."""
+    tags = {} if task is None else {"task": task}
+    if drift is not None:
+        tags["drift"] = drift["decision"]
+        files = [Path(p) for p in (drift.get("report_path"), drift.get("plot_path")) if p and Path(p).is_file()]
+        if files:
+            registry.log_artifacts_of(model, version, files, "drift")
+    if tags:
+        registry.tag_version(model, version, tags)
 
 
 def _days_to_learn(ctx: Context, stored: set[date], learned: str | None, previous: date) -> list[date]:
