@@ -68,10 +68,17 @@ def day_scores(state: LearnerState, sample: inputs.DayAhead) -> Scores:
 def score_day(ctx: Context, snap: Snapshot, state: LearnerState, day: date) -> Scores:
     """How ``state``'s model did on ``day``: its day-ahead forecast, or for a rolling-window model its
     windows whose last target falls on the day. :class:`NotReady` when the day cannot be scored."""
+    return judge_day(ctx, snap, state, day)[0]
+
+
+def judge_day(ctx: Context, snap: Snapshot, state: LearnerState, day: date) -> tuple[Scores, Any, Any]:
+    """:func:`score_day`, and the input and target of the forecast it judged (a rolling-window
+    model's last window of the day), read and built once for the scores and the candidate's figure."""
     if inputs.day_ahead(ctx.spec):
-        return day_scores(state, inputs.day_ahead_sample(ctx, snap, day, state.stats or {}))
+        sample = inputs.day_ahead_sample(ctx, snap, day, state.stats or {})
+        return day_scores(state, sample), sample.x, sample.y
     x, y = inputs.forecast_days(ctx, snap, [day], state.stats or {})
-    return forecast_scores(state, x, y)
+    return forecast_scores(state, x, y), x[-1:], y[-1:]
 
 
 def check_drift(
@@ -190,10 +197,9 @@ def update(
     )  # fmt: skip
     state.trained_through = str(train_days[-1])
 
-    scores = score_day(ctx, snap, state, day)
+    scores, eval_x, eval_y = judge_day(ctx, snap, state, day)
     # the error history that drift checks and the daily-error plot read
     state.history[-1].update({"date": str(day), **{k: scores[k] for k in ("mae", "weekly_naive_mae") if k in scores}})
-    eval_x, eval_y = _example(ctx, snap, state, day)
     figures = {
         "loss_curves": plots.loss_curves(result.epochs),
         "forecast_vs_actual": _forecast_figure(state, eval_x, eval_y, day),
@@ -249,15 +255,6 @@ def _days_to_learn(ctx: Context, stored: set[date], learned: str | None, previou
         ctx.progress(f"{len(days)} days since the champion last learned ({learned}): training on the latest {limit}")
         days = days[-limit:]
     return days
-
-
-def _example(ctx: Context, snap: Snapshot, state: LearnerState, day: date) -> tuple[Any, Any]:
-    """One input of the day (the serving model's input example) and its target: the day-ahead one."""
-    if inputs.day_ahead(ctx.spec):
-        sample = inputs.day_ahead_sample(ctx, snap, day, state.stats or {})
-        return sample.x, sample.y
-    x, y = inputs.forecast_days(ctx, snap, [day], state.stats or {})
-    return x[-1:], y[-1:]
 
 
 def _serving_example(ctx: Context, snap: Snapshot, day: date) -> Any:
