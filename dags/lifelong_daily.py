@@ -7,8 +7,10 @@ catch-up, one run at a time, in date order.
 | task | what it does |
 | --- | --- |
 | `validate_ingest` | Great Expectations validates the day's landing file; a failing batch is quarantined with its report and the run stops here (no retry). A good batch is stored as a new DVC data version, which every later task reads. |
-| `check_drift` | KS / PSI per feature against the reference window, and the champion's error on the new day against its history. Severe drift is logged (a task addition may be due); it does not block. |
-| `update` | Test-then-train: the champion is updated on the previous day (plus replay), on the `gpu` queue, in the model's one-slot pool. Logged to MLflow as a candidate version. |
+| `check_drift` | The day's features against the reference window, and the champion's error on the new day against its history: none / drift / severe, logged to the day's run in the MLflow experiment `lifelong-drift` (report, and plot on drift days). It also decides whether the day is a **task shift** (`task_shift:` in `params.yaml`: `severe_days` consecutive severe days, a season's first day, listed month-days or dates; or this DAG's `task_shift` param when triggered by hand). Drift does not block. |
+| `task_shift` | Branch: `consolidate` on a task shift, straight to `update` otherwise (`consolidate` is skipped and costs nothing). |
+| `consolidate` | On a task shift only (`gpu` queue, the model's pool): the champion's exact per-sample Fisher on the closing regime (part of its replay buffer and its last days of data) folded into the online Fisher, anchors set, the next task id opened in the state (with its date range); logged as an MLflow run with the Fisher per layer and the task list. A retry reuses that run; with a replay-only strategy it only opens the task. |
+| `update` | Test-then-train: the champion (on a task shift, the consolidated champion) is updated on the previous day (plus replay, and the EWC penalty of the consolidated tasks where the strategy has one), on the `gpu` queue, in the model's one-slot pool. Logged to MLflow as a candidate version, tagged `drift=` and `task=`. |
 | `evaluate` | Candidate and champion scored on the new day and on the retention set. |
 | `gate` | Promote only if no metric regresses past its tolerance in `params.yaml`. |
 | `promote` / `reject` | Move the `champion` alias (keeping `previous`), or tag the candidate rejected with the reason. Either writes the version's model card (its MLflow description). |
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import Asset, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from lifelong.airflow.decision_tasks import gate_then_promote_or_reject
 from lifelong.airflow.task_runtime import call, default_args, project_env
@@ -50,6 +52,11 @@ def daily_dag(model: str, dataset: str, start: str, end: str | None):
         default_args=default_args(),
         doc_md=__doc__,
         tags=["lifelong", "daily", model],
+        params={
+            "task_shift": Param(
+                False, type="boolean", description="Close the model's regime and open a new task on this day."
+            )
+        },
     )
     def lifelong_daily():
         @task(outlets=[data_asset])
@@ -60,12 +67,24 @@ def daily_dag(model: str, dataset: str, start: str, end: str | None):
         @task
         def check_drift(ingest: dict) -> dict:
             ctx = get_current_context()
-            return call("daily.check_drift", model, ctx["ds"], ingest, context=ctx)
+            manual = bool(ctx["params"].get("task_shift"))
+            return call("daily.check_drift", model, ctx["ds"], ingest, manual_shift=manual, context=ctx)
+
+        @task.branch
+        def task_shift(drift: dict) -> str:
+            return "consolidate" if drift["task_shift"]["due"] else "update"
 
         @task(queue="gpu", pool=pool)
+        def consolidate(ingest: dict, drift: dict) -> dict:
+            ctx = get_current_context()
+            return call("shift.consolidate", model, ctx["ds"], ingest, drift, context=ctx)
+
+        # after consolidate, or with it skipped on a calm day; never after a failure upstream
+        @task(queue="gpu", pool=pool, trigger_rule="none_failed_min_one_success")
         def update(ingest: dict, drift: dict) -> dict:
             ctx = get_current_context()
-            return call("daily.update", model, ctx["ds"], ingest, drift=drift, context=ctx)
+            consolidation = ctx["ti"].xcom_pull(task_ids="consolidate")
+            return call("daily.update", model, ctx["ds"], ingest, drift=drift, consolidation=consolidation, context=ctx)
 
         @task
         def evaluate(candidate: dict) -> dict:
@@ -87,13 +106,27 @@ def daily_dag(model: str, dataset: str, start: str, end: str | None):
         def report() -> dict:
             ctx = get_current_context()
             ti = ctx["ti"]
-            names = ["validate_ingest", "check_drift", "update", "evaluate", "promote", "reject", "watch", "publish"]
+            names = [
+                "validate_ingest",
+                "check_drift",
+                "consolidate",
+                "update",
+                "evaluate",
+                "promote",
+                "reject",
+                "watch",
+                "publish",
+            ]
             results = {name: ti.xcom_pull(task_ids=name) for name in names}
             results["gate"] = ti.xcom_pull(task_ids="gate", key="decision")
             return call("daily.report", model, ctx["ds"], results, context=ctx)
 
         ingest = validate_ingest()
-        evaluation = evaluate(update(ingest, check_drift(ingest)))
+        drift = check_drift(ingest)
+        consolidation, candidate = consolidate(ingest, drift), update(ingest, drift)
+        task_shift(drift) >> [consolidation, candidate]
+        consolidation >> candidate
+        evaluation = evaluate(candidate)
         outcome = gate_then_promote_or_reject(evaluation, model_of=lambda _: model, pool=pool, outlets=[model_asset])
         watched = watch(ingest)
         outcome >> watched

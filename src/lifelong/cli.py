@@ -178,7 +178,7 @@ def _rollback(args: argparse.Namespace) -> Any:
 def _run_day(args: argparse.Namespace) -> dict:
     from lifelong.steps import run
 
-    return run.run_day(args.model, args.date, file=args.file)
+    return run.run_day(args.model, args.date, file=args.file, task_shift=args.task_shift)
 
 
 def _add_task(args: argparse.Namespace) -> dict:
@@ -247,6 +247,7 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model")
     p.add_argument("--date", required=True, help="YYYY-MM-DD")
     p.add_argument("--file", help="landing file (default: the day's file under data/landing)")
+    p.add_argument("--task-shift", action="store_true", help="close the model's regime and open a new task on this day")
     p.set_defaults(handler=_run_day)
 
     p = sub.add_parser("step", help="one daily step with JSON files in and out (dvc.yaml stages)")

@@ -172,6 +172,35 @@ class RollbackSpec:
     metric: str = "mae"
 
 
+# the first day of each meteorological season (the same month-days in both hemispheres)
+SEASON_STARTS: tuple[str, ...] = ("03-01", "06-01", "09-01", "12-01")
+
+
+@dataclass(frozen=True)
+class TaskShiftSpec:
+    """When a daily forecaster closes one regime (task) and opens the next (``lifelong.steps.shift``).
+
+    A day's run is a task shift when any of these holds: it is the ``severe_days``-th consecutive day
+    of severe drift (as recorded by ``check_drift``; ``None``: off), or the day it learns (the day
+    before: test-then-train) starts a season (``seasons``), has its month-day in ``month_days``
+    ("MM-DD") or is one of ``dates`` (ISO), or the run was triggered with the DAG param
+    ``task_shift``. On a shift the champion's exact Fisher is computed on at most ``replay_samples``
+    of its replay buffer plus its last ``recent_days`` learned days of data.
+    """
+
+    severe_days: int | None = None
+    seasons: bool = False
+    month_days: tuple[str, ...] = ()
+    dates: tuple[str, ...] = ()
+    replay_samples: int = 512
+    recent_days: int = 7
+
+    @property
+    def boundaries(self) -> frozenset[str]:
+        """The month-days ("MM-DD") that open a task every year."""
+        return frozenset(self.month_days) | (frozenset(SEASON_STARTS) if self.seasons else frozenset())
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -181,6 +210,8 @@ class ModelSpec:
     strategy: StrategySpec = field(default_factory=StrategySpec)
     gate: GateSpec = field(default_factory=GateSpec)
     rollback: RollbackSpec = field(default_factory=RollbackSpec)
+    # forecasters: the days that close one regime and open the next (the daily DAG's consolidate branch)
+    task_shift: TaskShiftSpec = field(default_factory=TaskShiftSpec)
     # forecasters: how many days of history feed the first training
     warmup_days: int = 7
     # forecasters: an update learns every stored day after the champion's last one, at most this many
@@ -368,7 +399,42 @@ def parse_params(raw: Any) -> Params:
     for name, model in params.models.items():
         if model.dataset not in params.datasets:
             raise ConfigError(f"models.{name}.dataset: unknown dataset {model.dataset!r}")
+        check_task_shift(model.task_shift, f"models.{name}.task_shift")
     return params
+
+
+def check_task_shift(spec: TaskShiftSpec, key: str) -> None:
+    """The task-shift block makes sense: positive counts, real month-days and dates.
+
+    >>> check_task_shift(TaskShiftSpec(month_days=("02-30",)), "models.m.task_shift")
+    Traceback (most recent call last):
+    ...
+    lifelong.config.ConfigError: models.m.task_shift.month_days[0]: '02-30' is not a month-day like 03-01
+    >>> check_task_shift(TaskShiftSpec(severe_days=0), "models.m.task_shift")
+    Traceback (most recent call last):
+    ...
+    lifelong.config.ConfigError: models.m.task_shift.severe_days: must be at least 1 (or null to turn it off); got 0
+    """
+    if spec.severe_days is not None and spec.severe_days < 1:
+        raise ConfigError(f"{key}.severe_days: must be at least 1 (or null to turn it off); got {spec.severe_days}")
+    if spec.recent_days < 0 or spec.replay_samples < 0:
+        which = "recent_days" if spec.recent_days < 0 else "replay_samples"
+        raise ConfigError(f"{key}.{which}: must be 0 or more; got {getattr(spec, which)}")
+    if spec.recent_days == 0 and spec.replay_samples == 0:
+        raise ConfigError(f"{key}: recent_days and replay_samples are both 0: the Fisher would have no samples")
+    for i, text in enumerate(spec.month_days):
+        try:
+            dt.date.fromisoformat(f"2000-{text}")  # a leap year: 02-29 is a month-day
+            valid = len(text) == 5
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ConfigError(f"{key}.month_days[{i}]: {text!r} is not a month-day like 03-01")
+    for i, text in enumerate(spec.dates):
+        try:
+            dt.date.fromisoformat(text)
+        except ValueError:
+            raise ConfigError(f"{key}.dates[{i}]: {text!r} is not an ISO date like 2012-06-01") from None
 
 
 _DURATION = re.compile(r"^\s*(\d+)?\s*(s|sec|min|T|h|H|d|D|w|W)\s*$")

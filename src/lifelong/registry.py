@@ -447,19 +447,26 @@ def log_state_run(
     params: dict,
     metrics: dict[str, float],
     plots: dict[str, Figure] | None = None,
+    json_files: dict[str, Any] | None = None,
+    run_key: str | None = None,
 ) -> str:
-    """Log a LearnerState as a run (no model version), e.g. a consolidated champion; returns the run id."""
+    """Log a LearnerState as a run (no model version), e.g. a consolidated champion; returns the run id.
+
+    ``json_files``: objects logged as JSON artifacts (artifact path -> object). ``run_key``: a tag
+    :func:`find_state_run` finds the complete run by, so that a retry reuses it.
+    """
     client = _client()
     _check("model", model_name)
-    run = client.create_run(
-        _experiment(client, model_name), run_name=run_name, tags={"kind": "state", "model": model_name}
-    )
+    tags = {"kind": "state", "model": model_name, **({"run_key": _check("run key", run_key)} if run_key else {})}
+    run = client.create_run(_experiment(client, model_name), run_name=run_name, tags=tags)
     run_id = run.info.run_id
     try:
         artifacts.log_run_data(client, run_id, params, metrics)
         digests = artifacts.upload_state(client, run_id, state)
         for name, fig in (plots or {}).items():
             client.log_figure(run_id, fig, f"plots/{_check('plot', name)}.png")
+        for path, obj in (json_files or {}).items():
+            client.log_dict(run_id, obj, _check("artifact path", path))
         _verify_upload(client, run_id, digests, with_model=False)
         client.set_tag(run_id, "artifacts_complete", "true")
     except BaseException:
@@ -467,6 +474,60 @@ def log_state_run(
         raise
     client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def find_state_run(model_name: str, run_key: str) -> str | None:
+    """The complete state run :func:`log_state_run` logged for ``run_key`` (the latest), or None."""
+    client = _client()
+    experiment = _experiment(client, _check("model", model_name))
+    found = client.search_runs(
+        [experiment],
+        filter_string=f"tags.run_key = '{_check('run key', run_key)}' and tags.artifacts_complete = 'true'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
+# --------------------------------------------------------------------------- the drift check's daily record
+
+DRIFT_EXPERIMENT = "lifelong-drift"
+
+
+def record_drift_day(model_name: str, day: str, tags: dict[str, Any], files: list[Path]) -> str:
+    """Keep the drift check of ``day``: one run per (model, day) in ``lifelong-drift``, holding the
+    decision as tags and the report (and plot) under ``drift/``, whether or not a version is
+    registered that day. A re-run of the day rewrites the same run. Returns its id."""
+    from mlflow.entities import RunTag
+
+    client = _client()
+    _check("model", model_name)
+    experiment = _experiment(client, DRIFT_EXPERIMENT)
+    key = f"{model_name}/{day}"
+    found = client.search_runs([experiment], filter_string=f"tags.key = '{key}'", max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+    else:
+        run_tags = {"key": key, "model": model_name, "day": day}
+        run_id = client.create_run(experiment, run_name=f"drift {key}", tags=run_tags).info.run_id
+    client.log_batch(run_id, tags=[RunTag(k, "" if v is None else str(v)[:5000]) for k, v in tags.items()])
+    for path in files:
+        client.log_artifact(run_id, str(path), "drift")
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def drift_record(model_name: str, day: str) -> dict[str, str] | None:
+    """The tags of the drift check's record of ``day`` (``decision``, ...), or None when none was kept."""
+    client = _client()
+    found = client.get_experiment_by_name(DRIFT_EXPERIMENT)
+    if found is None:
+        return None
+    key = f"{_check('model', model_name)}/{day}"
+    runs = client.search_runs([found.experiment_id], filter_string=f"tags.key = '{key}'", max_results=1)
+    if not runs:
+        return None
+    return {k: v for k, v in runs[0].data.tags.items() if not k.startswith("mlflow.")} | {"run_id": runs[0].info.run_id}
 
 
 # --------------------------------------------------------------------------- promotion, rejection, rollback

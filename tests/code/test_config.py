@@ -52,3 +52,36 @@ def test_settings_defaults(tmp_path):
     settings = load_settings({"LIFELONG_PROJECT_DIR": str(tmp_path)})
     assert settings.home == tmp_path / ".lifelong"
     assert settings.mlflow_tracking_uri == f"sqlite:///{tmp_path / '.lifelong' / 'mlflow.db'}"
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"severe_days": 0}, r"task_shift\.severe_days: must be at least 1"),
+        ({"severe_days": "three"}, r"task_shift\.severe_days: expected int"),
+        ({"seasons": "yes"}, r"task_shift\.seasons: expected bool"),
+        ({"month_days": ["13-01"]}, r"task_shift\.month_days\[0\]: '13-01' is not a month-day"),
+        ({"month_days": ["3-1"]}, r"task_shift\.month_days\[0\]: '3-1' is not a month-day"),
+        ({"dates": ["2012-02-30"]}, r"task_shift\.dates\[0\]: '2012-02-30' is not an ISO date"),
+        ({"recent_days": -1}, r"task_shift\.recent_days: must be 0 or more"),
+        ({"recent_days": 0, "replay_samples": 0}, r"task_shift: recent_days and replay_samples are both 0"),
+        ({"every": "monday"}, r"task_shift\.every: unknown key"),
+    ],
+)
+def test_bad_task_shift_is_named(block, message):
+    raw = _raw()
+    raw["models"]["demand_forecaster"]["task_shift"] = block
+    with pytest.raises(ConfigError, match=rf"models\.demand_forecaster\.{message}"):
+        parse_params(raw)
+
+
+def test_task_shift_boundaries():
+    raw = _raw()
+    raw["models"]["demand_forecaster"]["task_shift"] = {
+        "seasons": True,
+        "month_days": ["07-15"],
+        "dates": ["2013-05-02"],
+    }
+    spec = parse_params(raw).model("demand_forecaster").task_shift
+    assert spec.boundaries == {"03-01", "06-01", "09-01", "12-01", "07-15"}
+    assert spec.dates == ("2013-05-02",)

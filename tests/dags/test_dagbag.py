@@ -76,6 +76,20 @@ def test_daily_dag_shape(dagbag):
     assert dag.get_task("validate_ingest").outlets
 
 
+def test_daily_dag_consolidates_on_a_task_shift_only(dagbag):
+    """check_drift > task_shift (a branch) > consolidate > update, and update also straight from the branch:
+    it runs after consolidate or with it skipped, never after a failure."""
+    dag = dagbag.dags["lifelong_daily__demand_forecaster"]
+    branch, consolidate, update = (dag.get_task(t) for t in ("task_shift", "consolidate", "update"))
+    assert "check_drift" in branch.upstream_task_ids
+    assert branch.downstream_task_ids == {"consolidate", "update"}
+    assert type(branch).__name__ == "_BranchPythonDecoratedOperator"
+    assert "update" in consolidate.downstream_task_ids
+    assert (consolidate.queue, consolidate.pool) == ("gpu", "lifelong__demand_forecaster")
+    assert update.trigger_rule == "none_failed_min_one_success"
+    assert dag.params["task_shift"] is False
+
+
 def test_daily_dag_watches_after_either_decision_and_alerts_on_final_failure(dagbag):
     dag = dagbag.dags["lifelong_daily__demand_forecaster"]
     watch = dag.get_task("watch")

@@ -26,8 +26,16 @@ class IngestResult(TypedDict):
     validation_s: float
 
 
+class TaskShift(TypedDict):
+    """Whether the day closes the model's regime and opens the next (``lifelong.steps.shift``), and why."""
+
+    due: bool
+    reasons: list[str]
+
+
 class DriftResult(TypedDict):
-    """``check_drift``: the decision, its reasons, the per-feature tests and where the report is."""
+    """``check_drift``: the decision, its reasons, the per-feature tests, where the report is, and
+    whether the day is a task shift (the daily DAG's consolidate branch)."""
 
     model: str
     date: str
@@ -38,6 +46,8 @@ class DriftResult(TypedDict):
     error: dict[str, Any] | None
     report_path: str | None
     plot_path: str | None
+    task_shift: NotRequired[TaskShift]
+    run_id: NotRequired[str | None]  # the day's record in the MLflow experiment lifelong-drift
 
 
 class CandidateResult(TypedDict):
@@ -66,16 +76,25 @@ class EvaluationResult(TypedDict):
 
 
 class ConsolidationResult(TypedDict):
-    """``consolidate``: the champion with its latest task folded into the online Fisher (an MLflow run)."""
+    """``consolidate``: the champion with its latest task folded into the online Fisher (an MLflow run).
+
+    ``task``: the task learned next (on the daily path, the regime opened; None when nothing was done,
+    ``reason`` says why). ``fisher_samples``: the samples the Fisher was computed on (0 without EWC).
+    """
 
     model: str
-    task: str
+    task: str | None
     champion: str | None
     consolidated: bool
     fisher_task: str | None
     run_id: str | None
     data_version: str
     duration_s: float
+    date: NotRequired[str]
+    reasons: NotRequired[list[str]]
+    reused: NotRequired[bool]
+    fisher_samples: NotRequired[int]
+    reason: NotRequired[str]
 
 
 class TaskCandidateResult(TypedDict):

@@ -23,14 +23,16 @@ from lifelong.config import params_hash, to_jsonable
 from lifelong.data import schema, store, windows
 from lifelong.data.files import write_atomic
 from lifelong.data.snapshot import Snapshot
+from lifelong.errors import StateError
 from lifelong.learn import metrics, train
 from lifelong.learn.models import task_kind
 from lifelong.learn.state import LearnerState
 from lifelong.learn.strategies import make_strategy
-from lifelong.steps import inputs, outcomes
+from lifelong.steps import inputs, outcomes, shift
 from lifelong.steps.context import Context, NotReady, RunInfo, parse_day
 from lifelong.steps.contracts import (
     CandidateResult,
+    ConsolidationResult,
     DriftResult,
     EvaluationResult,
     IngestResult,
@@ -82,11 +84,20 @@ def judge_day(ctx: Context, snap: Snapshot, state: LearnerState, day: date) -> t
 
 
 def check_drift(
-    model: str, logical_date: str | date, ingest: IngestResult, *, run_info: RunInfo | dict | None = None
+    model: str,
+    logical_date: str | date,
+    ingest: IngestResult,
+    *,
+    manual_shift: bool = False,
+    run_info: RunInfo | dict | None = None,
 ) -> DriftResult:
-    """Compare the day's features (and the champion's error on it) with the recent past.
+    """Compare the day's features (and the champion's error on it) with the recent past, and decide
+    whether the day is a task shift (:mod:`lifelong.steps.shift`; ``manual_shift``: the run was
+    triggered with ``task_shift``).
 
-    Writes the report as JSON every day, and its plot (``plot_path``) on days with drift.
+    Writes the report as JSON every day, and its plot (``plot_path``) on days with drift; both go to
+    the day's run in the MLflow experiment ``lifelong-drift`` with the decision, registered version
+    or not.
     """
     ctx = Context.of(model, run_info)
     day, version = parse_day(logical_date), ingest["data_version"]
@@ -97,10 +108,11 @@ def check_drift(
     error, recent = _champion_error(ctx, snap, day)
     base = {"model": model, "date": str(day), "data_version": version}
     if reference.empty:
-        return DriftResult(  # type: ignore[typeddict-item]
+        result = DriftResult(  # type: ignore[typeddict-item]
             **base, decision="none", reasons=["no reference window yet"], features=[], error=None,
             report_path=None, plot_path=None,
         )  # fmt: skip
+        return _record_day(ctx, day, result, manual_shift)
     # the tests compare whole days (a day's rows are not independent): every row gets its local day,
     # from the data set's date column or, for a block without one, from its timestamp
     day_column = "__day"
@@ -128,10 +140,28 @@ def check_drift(
         ctx.progress(f"severe drift on {day}: {'; '.join(report.reasons)} -- a task addition may be due")
         notify.alert("severe_drift", model=model, date=str(day), reason="; ".join(report.reasons),
                      figures={"report": str(path)}, dag_run=notify.run_label(ctx.run))  # fmt: skip
-    return DriftResult(  # type: ignore[typeddict-item]
+    result = DriftResult(  # type: ignore[typeddict-item]
         **base, decision=body["decision"], reasons=body["reasons"], features=body["features"], error=body["error"],
         report_path=str(path), plot_path=None if report.decision == "none" else str(plot),
     )  # fmt: skip
+    return _record_day(ctx, day, result, manual_shift)
+
+
+def _record_day(ctx: Context, day: date, result: DriftResult, manual_shift: bool) -> DriftResult:
+    """The day's task-shift decision on ``result``, and both kept in the day's ``lifelong-drift`` run."""
+    result["task_shift"] = shift.decide(ctx, day, result["decision"], manual=manual_shift)
+    if result["task_shift"]["due"]:
+        ctx.progress(f"{day} is a task shift: {'; '.join(result['task_shift']['reasons'])}")
+    files = [Path(p) for p in (result["report_path"], result["plot_path"]) if p and Path(p).is_file()]
+    tags = {
+        "decision": result["decision"],
+        "reasons": "; ".join(result["reasons"]),
+        "data_version": result["data_version"],
+        "task_shift": str(result["task_shift"]["due"]).lower(),
+        "task_shift_reasons": "; ".join(result["task_shift"]["reasons"]),
+    }
+    result["run_id"] = registry.record_drift_day(ctx.model, str(day), tags, files)
+    return result
 
 
 def _champion_error(ctx: Context, snap: Snapshot, day: date) -> tuple[float | None, list[float]]:
@@ -154,10 +184,14 @@ def update(
     ingest: IngestResult,
     *,
     drift: DriftResult | None = None,
+    consolidation: ConsolidationResult | None = None,
     run_info: RunInfo | dict | None = None,
 ) -> CandidateResult:
     """Train a candidate on the data version ``ingest`` recorded: the champion updated on day D-1,
-    or a first model on the warm-up days."""
+    or a first model on the warm-up days.
+
+    On a task-shift day the update starts from the consolidated champion that ``consolidation`` logged
+    (:func:`lifelong.steps.shift.consolidate`), and trains against it with the model's strategy."""
     ctx = Context.of(model, run_info)
     spec, ds = ctx.spec, ctx.dataset
     day, version = parse_day(logical_date), ingest["data_version"]
@@ -178,9 +212,11 @@ def update(
             raise NotReady(f"warming up: {len(warmup) - len(missing)}/{len(warmup)} days of history stored")
         state = LearnerState.new(spec.architecture, spec.train, spec.strategy)
         state.stats = windows.fit_stats(snap.read_days(ds, warmup[0], warmup[-1]), ds)
+        # the first model opens task 0 (lifelong.steps.shift closes it and opens the next on a task shift)
+        state.extra["regimes"] = [{"task": "0", "from": str(warmup[0]), "to": None, "opened_by": []}]
         train_days, kind = warmup, "bootstrap"
     else:
-        state = registry.load_state_of(model, champion, spec.architecture)
+        state = _starting_state(ctx, day, champion, drift, consolidation)
         previous = day - timedelta(days=1)
         learned = state.trained_through
         if learned and date.fromisoformat(learned) >= previous:  # a re-run after the day was promoted, or a past day
@@ -197,6 +233,7 @@ def update(
     )  # fmt: skip
     state.trained_through = str(train_days[-1])
 
+    penalty = float(strategy.penalty(state.model).detach())  # against the consolidated tasks (0 without EWC)
     scores, eval_x, eval_y = judge_day(ctx, snap, state, day)
     # the error history that drift checks and the daily-error plot read
     state.history[-1].update({"date": str(day), **{k: scores[k] for k in ("mae", "weekly_naive_mae") if k in scores}})
@@ -211,7 +248,13 @@ def update(
         model,
         state,
         params={"model": to_jsonable(spec), "kind": kind, "train_days": [str(d) for d in train_days]},
-        metrics={**scores, "train_samples": float(len(x)), "duration_s": result.duration_s},
+        metrics={
+            **scores,
+            "train_samples": float(len(x)),
+            "duration_s": result.duration_s,
+            "ewc_penalty": penalty,
+            "tasks": float(len(state.tasks) or 1),
+        },  # fmt: skip
         epoch_metrics=result.epochs,
         plots=figures,
         lineage=registry.Lineage.of(ctx.run, spec, version, result.device),
@@ -227,6 +270,24 @@ def update(
         "data_version": version, "train_days": [str(d) for d in train_days],
     }  # fmt: skip
     return _candidate(info, day, reused=False, drift=drift)
+
+
+def _starting_state(
+    ctx: Context, day: date, champion: str, drift: DriftResult | None, consolidation: ConsolidationResult | None
+) -> LearnerState:
+    """The champion's state, or on a task-shift day the consolidated one its consolidation logged."""
+    due = bool(((drift or {}).get("task_shift") or {}).get("due"))
+    if due and consolidation is None:
+        raise StateError(f"{day} is a task shift but no consolidation was handed to the update: run consolidate first")
+    if consolidation is None or not consolidation.get("run_id"):
+        return registry.load_state_of(ctx.model, champion, ctx.spec.architecture)
+    if consolidation.get("champion") != champion:
+        raise StateError(
+            f"the consolidation of {day} is of v{consolidation.get('champion')}, the champion is v{champion}: "
+            "run consolidate again"
+        )
+    ctx.progress(f"starting from v{champion} consolidated before task {consolidation.get('task')}")
+    return registry.load_state_from_run(consolidation["run_id"], ctx.spec.architecture)
 
 
 def _record_drift(model: str, version: str, drift: DriftResult | None, *, task: str | None = None) -> None:

@@ -14,7 +14,7 @@ from lifelong import locks, notify, registry
 from lifelong.config import load_params, load_settings
 from lifelong.data import store
 from lifelong.errors import RefusedBatch
-from lifelong.steps import daily, decide, publish, tasks, watch
+from lifelong.steps import daily, decide, publish, shift, tasks, watch
 from lifelong.steps.context import Context, NotReady, RunInfo, current_user
 
 
@@ -30,8 +30,13 @@ def _decide(model: str, evaluation: Any, run: RunInfo) -> dict[str, Any]:
     return {"gate": decision, "reject": decide.reject(model, decision, run_info=run)}
 
 
-def run_day(model: str, logical_date: str | date, *, file: str | None = None) -> dict[str, Any]:
+def run_day(
+    model: str, logical_date: str | date, *, file: str | None = None, task_shift: bool = False
+) -> dict[str, Any]:
     """Every step of the daily DAG, in order (the data version of the day's ingest travels).
+
+    On a task-shift day (``params.yaml``'s ``task_shift:``, or ``task_shift``: by hand) ``consolidate``
+    runs before ``update``, which starts from the consolidated champion.
 
     ``watch`` runs once the day is stored, whether a candidate was trained or not (as in the DAG,
     where it follows promote / reject and a skipped update); never on a quarantined day. ``publish``
@@ -50,8 +55,17 @@ def run_day(model: str, logical_date: str | date, *, file: str | None = None) ->
                 raise
             results["validate_ingest"] = ingest
             try:
-                drift = results["check_drift"] = daily.check_drift(model, logical_date, ingest, run_info=run)
-                candidate = results["update"] = daily.update(model, logical_date, ingest, drift=drift, run_info=run)
+                drift = results["check_drift"] = daily.check_drift(
+                    model, logical_date, ingest, manual_shift=task_shift, run_info=run
+                )
+                consolidation = None
+                if drift["task_shift"]["due"]:
+                    consolidation = results["consolidate"] = shift.consolidate(
+                        model, logical_date, ingest, drift, run_info=run
+                    )
+                candidate = results["update"] = daily.update(
+                    model, logical_date, ingest, drift=drift, consolidation=consolidation, run_info=run
+                )
                 evaluation = results["evaluate"] = daily.evaluate(model, logical_date, candidate, run_info=run)
                 results.update(_decide(model, evaluation, run))
             except NotReady as exc:

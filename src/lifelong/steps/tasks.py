@@ -99,27 +99,67 @@ def consolidate(
         )
     previous = state.tasks[-1]
     x, y = inputs.task_arrays(ctx, inputs.snapshot(ctx, version), previous, "train")
+    folded = fold(ctx, state, x, y, champion=champion, closing=previous, opening=task)
+    return ConsolidationResult(  # type: ignore[typeddict-item]
+        **base, champion=champion, consolidated=True, fisher_task=previous, run_id=folded.run_id,
+        duration_s=folded.duration_s,
+    )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Folded:
+    """What :func:`fold` did: the run holding the consolidated state, its cost, the Fisher's sample count."""
+
+    run_id: str
+    duration_s: float
+    fisher_samples: int
+
+
+def fold(
+    ctx: Context,
+    state: LearnerState,
+    x: Any,
+    y: Any,
+    *,
+    champion: str,
+    closing: str,
+    opening: str,
+    run_key: str | None = None,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+    json_files: dict[str, Any] | None = None,
+) -> Folded:
+    """The champion's state consolidated on its closing task ``(x, y)`` with the model's strategy, logged as
+    an MLflow run (not a version) with the Fisher per layer, and announced: the one consolidation of
+    both the task-addition DAG and the daily DAG's task shifts.
+
+    EWC parts fold the exact per-sample Fisher into the online Fisher (``F <- gamma F + F_new``) and set
+    the anchors; LwF sets its teacher; replay alone has nothing to fold (the consolidation is counted).
+    """
     started = time.perf_counter()
     strategy = make_strategy(ctx.spec.strategy, task_kind(ctx.spec.architecture), state)
     train.consolidate(state, strategy, x, y, device=ctx.train_spec().device)
-    duration = time.perf_counter() - started
+    duration = round(time.perf_counter() - started, 3)
+    uses_fisher = any(p.name == "ewc" for p in strategy.parts)
+    spec = ctx.spec.strategy
+    used = min(len(x), spec.fisher_samples) if spec.fisher_samples > 0 else len(x)
+    used = used if uses_fisher else 0
     run_id = registry.log_state_run(
-        model,
+        ctx.model,
         state,
-        run_name=f"consolidate {previous} before {task}",
-        params={"strategy": ctx.spec.strategy.name, "fisher_task": previous, "champion": champion},
-        metrics={"consolidate_s": duration, "fisher_samples": float(len(x))},
+        run_name=f"consolidate {closing} before {opening}",
+        params={"strategy": spec.name, "fisher_task": closing, "champion": champion, **(params or {})},
+        metrics={"consolidate_s": duration, "fisher_samples": float(used), **(metrics or {})},
         plots={"fisher_per_layer": plots.fisher_magnitude(state.fisher)} if state.fisher else {},
+        json_files=json_files,
+        run_key=run_key,
     )
     notify.alert(
-        "consolidate", model=model, version=champion, reason=f"{previous} consolidated before learning {task}",
-        figures={"fisher_task": previous, "task": task, "run_id": run_id, "duration_s": round(duration, 3)},
+        "consolidate", model=ctx.model, version=champion, reason=f"{closing} consolidated before learning {opening}",
+        figures={"fisher_task": closing, "task": opening, "run_id": run_id, "duration_s": duration},
         dag_run=notify.run_label(ctx.run),
     )  # fmt: skip
-    return ConsolidationResult(  # type: ignore[typeddict-item]
-        **base, champion=champion, consolidated=True, fisher_task=previous, run_id=run_id,
-        duration_s=round(duration, 3),
-    )  # fmt: skip
+    return Folded(run_id, duration, used)
 
 
 def learn_task(

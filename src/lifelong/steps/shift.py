@@ -1,0 +1,192 @@
+"""Task boundaries on the daily path: whether a day opens a new regime, and its consolidation.
+
+A daily forecaster learns one regime (task) after another. A day is a **task shift** when
+``params.yaml``'s ``task_shift:`` block says so (:class:`~lifelong.config.TaskShiftSpec`): the
+k-th consecutive day of severe drift, a calendar boundary, an explicit date, or a run triggered
+by hand with ``task_shift``. The decision (:func:`reasons`) is a pure function of the block, the
+day, the drift decisions recorded in MLflow for the days before it and the trigger, so a re-run
+of a day decides the same.
+
+On a shift, :func:`consolidate` folds the champion's exact Fisher on the closing regime (its
+replay buffer and its last days of data) into the online Fisher with the model's strategy
+(:func:`lifelong.steps.tasks.fold`, the task-addition DAG's own), closes the regime's task and
+opens the next one in the state, and logs that state as an MLflow run, which ``update`` trains
+from that day. For a replay-only strategy nothing is folded: the consolidation opens the new
+task id and logs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any
+
+import torch
+
+from lifelong import registry
+from lifelong.config import SEASON_STARTS, TaskShiftSpec, params_hash
+from lifelong.learn.state import LearnerState
+from lifelong.steps import inputs
+from lifelong.steps.context import Context, NotReady, RunInfo, parse_day
+from lifelong.steps.contracts import ConsolidationResult, DriftResult, IngestResult, TaskShift
+from lifelong.steps.tasks import fold
+
+
+def reasons(spec: TaskShiftSpec, day: date, decisions: Sequence[str | None], *, manual: bool = False) -> list[str]:
+    """Why the run of ``day`` is a task shift (empty: it is not).
+
+    The run of ``day`` updates the champion on ``day - 1`` (test-then-train), so a calendar boundary
+    (a season's first day, a listed month-day or date) names the **first day of the new task's data**
+    and shifts the run of the day after: the champion consolidated there has learned the closing
+    regime up to the boundary, and its update learns the boundary day first.
+
+    ``decisions``: the drift decisions of the ``severe_days`` days before ``day`` and of ``day``
+    itself, oldest first (``None`` where none was recorded). Severe drift makes a shift on the day
+    its streak reaches ``severe_days``, once per streak.
+
+    >>> spec = TaskShiftSpec(severe_days=2, seasons=True, dates=("2012-04-16",))
+    >>> reasons(spec, date(2012, 3, 2), [None, None, "none"])
+    ['season starts (03-01)']
+    >>> reasons(spec, date(2012, 4, 3), ["none", "severe", "severe"])
+    ['severe drift on 2 consecutive days']
+    >>> reasons(spec, date(2012, 4, 4), ["severe", "severe", "severe"])  # the same streak: shifted already
+    []
+    >>> reasons(spec, date(2012, 4, 17), ["none", "none", "drift"], manual=True)
+    ['date listed (2012-04-16)', 'triggered by hand']
+    """
+    found = []
+    k = spec.severe_days
+    if k is not None and len(decisions) >= k and all(d == "severe" for d in decisions[-k:]):
+        before = decisions[-k - 1] if len(decisions) > k else None
+        if before != "severe":
+            found.append(f"severe drift on {k} consecutive days")
+    first = day - timedelta(days=1)
+    month_day = first.isoformat()[5:]
+    if month_day in spec.boundaries:
+        found.append(f"{'season starts' if spec.seasons and month_day in SEASON_STARTS else 'month-day'} ({month_day})")
+    if first.isoformat() in spec.dates:
+        found.append(f"date listed ({first})")
+    if manual:
+        found.append("triggered by hand")
+    return found
+
+
+def decide(ctx: Context, day: date, decision: str, *, manual: bool = False) -> TaskShift:
+    """Whether ``day`` (whose drift decision is ``decision``) is a task shift, from the recorded decisions
+    of the days before it (the drift check's MLflow record of each day, never in-memory state)."""
+    spec = ctx.spec.task_shift
+    k = spec.severe_days or 0
+    earlier: list[str | None] = []
+    if k and decision == "severe":  # a streak can only end today on a severe day
+        for back in range(k, 0, -1):
+            record = registry.drift_record(ctx.model, str(day - timedelta(days=back)))
+            earlier.append(record.get("decision") if record else None)
+    found = reasons(spec, day, [*earlier, decision], manual=manual)
+    return TaskShift(due=bool(found), reasons=found)
+
+
+def consolidate(
+    model: str,
+    logical_date: str | date,
+    ingest: IngestResult,
+    drift: DriftResult,
+    *,
+    run_info: RunInfo | dict | None = None,
+) -> ConsolidationResult:
+    """Close the champion's regime and open the next, on a task-shift day (see the module docstring).
+
+    Idempotent per (model, day, champion, params): a retry reuses the run an earlier try logged, and
+    always starts from the champion, so a regime is never folded twice. Nothing is done without a
+    champion, or when the champion already learned the day before (a re-run of a finished day).
+    """
+    ctx = Context.of(model, run_info)
+    day, version = parse_day(logical_date), ingest["data_version"]
+    champion = registry.champion(model)
+    shift = drift.get("task_shift") or {"due": False, "reasons": []}
+    base = {"model": model, "data_version": version, "date": str(day), "reasons": list(shift["reasons"])}
+    if champion is None:
+        return _nothing(base, None, "no champion yet: the first model opens task 0")
+    run_key = f"{model}/shift/{day}/v{champion}/{params_hash(ctx.spec)}"
+    state = registry.load_state_of(model, champion, ctx.spec.architecture)
+    if state.trained_through and date.fromisoformat(state.trained_through) >= day - timedelta(days=1):
+        return _nothing(base, champion, f"v{champion} learned {state.trained_through} already: the day was updated")
+    closing, opening = _task_ids(state)
+    existing = registry.find_state_run(model, run_key)
+    if existing is not None:
+        ctx.progress(f"{day}: the consolidation of v{champion} was logged already (run {existing}); reused")
+        return ConsolidationResult(  # type: ignore[typeddict-item]
+            **base, task=opening, champion=champion, consolidated=True, fisher_task=closing, run_id=existing,
+            duration_s=0.0, reused=True,
+        )  # fmt: skip
+    x, y, counts = closing_regime(ctx, state, version)
+    _open_task(state, day, closing, opening, shift["reasons"])
+    folded = fold(
+        ctx, state, x, y, champion=champion, closing=closing, opening=opening, run_key=run_key,
+        params={"date": str(day), "reasons": "; ".join(shift["reasons"]), "opened_task": opening},
+        metrics={f"{k}_samples": float(v) for k, v in counts.items()},
+        json_files={"tasks.json": {"tasks": state.tasks, "regimes": state.extra["regimes"]}},
+    )  # fmt: skip
+    ctx.progress(
+        f"{day}: task {closing} closed, task {opening} opened ({'; '.join(shift['reasons'])}); Fisher on "
+        f"{folded.fisher_samples} of {counts['replay']} replayed + {counts['recent']} recent samples"
+    )
+    return ConsolidationResult(  # type: ignore[typeddict-item]
+        **base, task=opening, champion=champion, consolidated=True, fisher_task=closing, run_id=folded.run_id,
+        duration_s=folded.duration_s, reused=False, fisher_samples=folded.fisher_samples,
+    )  # fmt: skip
+
+
+def _nothing(base: dict[str, Any], champion: str | None, why: str) -> ConsolidationResult:
+    return ConsolidationResult(  # type: ignore[typeddict-item]
+        **base, task=None, champion=champion, consolidated=False, fisher_task=None, run_id=None, duration_s=0.0,
+        reused=False, reason=why,
+    )  # fmt: skip
+
+
+def _task_ids(state: LearnerState) -> tuple[str, str]:
+    """The task a daily state is learning ("0" before any shift) and the id of the next one."""
+    closing = state.tasks[-1] if state.tasks else "0"
+    return closing, str(len(state.tasks) if state.tasks else 1)
+
+
+def _open_task(state: LearnerState, day: date, closing: str, opening: str, why: Sequence[str]) -> None:
+    """Close ``closing`` (its last day: the last one the model learned) and open ``opening`` from the day
+    the run of ``day`` learns first (``day - 1``), in ``state.tasks`` and, with their date ranges, in
+    ``state.extra["regimes"]``."""
+    regimes = [dict(r) for r in state.extra.get("regimes", [])]
+    if not regimes:  # a state from before regimes were kept: task 0 from the first day it was judged on
+        first = next((h["date"] for h in state.history if h.get("date")), None)
+        regimes.append({"task": closing, "from": first, "to": None, "opened_by": []})
+    regimes[-1]["to"] = state.trained_through
+    regimes.append({"task": opening, "from": str(day - timedelta(days=1)), "to": None, "opened_by": list(why)})
+    state.extra["regimes"] = regimes
+    state.tasks = [*(state.tasks or [closing]), opening]
+
+
+def closing_regime(ctx: Context, state: LearnerState, data_version: str) -> tuple[Any, Any, dict[str, int]]:
+    """The samples the champion's Fisher is computed on: at most ``task_shift.replay_samples`` of its
+    replay buffer (a fixed draw) and every sample of its last ``task_shift.recent_days`` learned days."""
+    spec = ctx.spec.task_shift
+    xs, ys, counts = [], [], {"replay": 0, "recent": 0}
+    if state.buffer is not None and len(state.buffer) and spec.replay_samples:
+        bx, by, _ = state.buffer.contents()
+        if len(bx) > spec.replay_samples:
+            pick = torch.randperm(len(bx), generator=torch.Generator().manual_seed(len(state.tasks)))
+            bx, by = bx[pick[: spec.replay_samples]], by[pick[: spec.replay_samples]]
+        xs.append(bx)
+        ys.append(by)
+        counts["replay"] = len(bx)
+    if state.trained_through and spec.recent_days:
+        last = date.fromisoformat(state.trained_through)
+        snap = inputs.snapshot(ctx, data_version)
+        stored = snap.days(ctx.dataset.name)
+        days = [d for d in (last - timedelta(days=i) for i in range(spec.recent_days - 1, -1, -1)) if d in stored]
+        if days:
+            assert state.stats is not None, "a forecaster's state carries its normalisation statistics"
+            rx, ry = inputs.forecast_days(ctx, snap, days, state.stats)
+            xs.append(rx)
+            ys.append(ry)
+            counts["recent"] = len(rx)
+    if not xs:
+        raise NotReady("no samples of the closing regime: the champion has no replay buffer and no stored days")
+    return torch.cat([x.float() for x in xs]), torch.cat([y.float().reshape(len(y), -1) for y in ys]), counts
