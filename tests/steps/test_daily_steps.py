@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from _steps_kit import DATASET, FIRST_DAY, MODEL, WARMUP_DAYS
+
+from lifelong.config import TaskShiftSpec
 
 THE_DAY = FIRST_DAY + dt.timedelta(days=WARMUP_DAYS)
 
@@ -117,3 +120,40 @@ def test_the_days_drift_check_is_in_the_candidates_record(stored_days) -> None:
     assert tags["drift"] == drift["decision"] and tags["task"] == "0"
     stored = [f.path for f in registry._client().list_artifacts(candidate["run_id"], "drift")]
     assert f"drift/{THE_DAY}.json" in stored
+
+
+def test_a_task_shift_with_the_replay_strategy_opens_a_task_once(stored_days) -> None:
+    """The repo's forecaster replays only: its consolidation folds no Fisher, opens task 1 and logs it;
+    a retry reuses that run; the update of the day starts from it, and refuses to start without it.
+    The severe-drift streak is read back from the days' records in MLflow."""
+    from lifelong import registry
+    from lifelong.errors import StateError
+    from lifelong.steps import daily, shift
+    from lifelong.steps.context import Context
+
+    ingest = daily.validate_ingest(MODEL, THE_DAY + dt.timedelta(days=1))  # the day judged
+    champion = registry.champion(MODEL)  # promoted by test_the_gate_and_the_registry_steps
+    assert champion is not None
+    day = THE_DAY + dt.timedelta(days=1)
+    for back, decision in ((3, "none"), (2, "severe"), (1, "severe")):
+        registry.record_drift_day(MODEL, str(day - dt.timedelta(days=back)), {"decision": decision}, [])
+    ctx = Context.of(MODEL)
+    ctx = ctx.with_spec(dataclasses.replace(ctx.spec, task_shift=TaskShiftSpec(severe_days=3)))
+    assert shift.decide(ctx, day, "severe") == {"due": True, "reasons": ["severe drift on 3 consecutive days"]}
+    assert shift.decide(ctx, day, "drift")["due"] is False
+
+    drift = {"decision": "none", "data_version": ingest["data_version"],
+             "task_shift": {"due": True, "reasons": ["triggered by hand"]}}  # fmt: skip
+    with pytest.raises(StateError, match="no consolidation was handed"):
+        daily.update(MODEL, day, ingest, drift=drift)
+    first = shift.consolidate(MODEL, day, ingest, drift)
+    assert first["consolidated"] and first["fisher_task"] == "0" and first["task"] == "1"
+    assert first["fisher_samples"] == 0  # replay only: no Fisher to compute
+    retry = shift.consolidate(MODEL, day, ingest, drift)
+    assert retry["reused"] and retry["run_id"] == first["run_id"]
+    state = registry.load_state_from_run(first["run_id"])
+    assert state.fisher is None and state.tasks == ["0", "1"] and state.counters["consolidations"] == 1
+    candidate = daily.update(MODEL, day, ingest, drift=drift, consolidation=first)
+    tags = registry._client().get_model_version(MODEL, candidate["version"]).tags
+    assert tags["task"] == "1"
+    assert registry.load_state_of(MODEL, candidate["version"]).extra["regimes"][-1]["from"] == str(THE_DAY)

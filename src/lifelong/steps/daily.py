@@ -137,7 +137,7 @@ def check_drift(
     else:
         drift.plot(report, reference, current).savefig(plot, dpi=80)
     if report.decision == "severe":
-        ctx.progress(f"severe drift on {day}: {'; '.join(report.reasons)} -- a task addition may be due")
+        ctx.progress(f"severe drift on {day}: {'; '.join(report.reasons)} -- severe_days in a row: a task shift")
         notify.alert("severe_drift", model=model, date=str(day), reason="; ".join(report.reasons),
                      figures={"report": str(path)}, dag_run=notify.run_label(ctx.run))  # fmt: skip
     result = DriftResult(  # type: ignore[typeddict-item]
