@@ -3,7 +3,8 @@
 One module per concern: :mod:`~lifelong.steps.context` (what every step is handed),
 :mod:`~lifelong.steps.contracts` (the typed results that travel between steps),
 :mod:`~lifelong.steps.inputs` (the windows a step reads from an exact data version),
-:mod:`~lifelong.steps.daily`, :mod:`~lifelong.steps.tasks`, :mod:`~lifelong.steps.decide`,
+:mod:`~lifelong.steps.daily`, :mod:`~lifelong.steps.shift` (task shifts on the daily path: the
+decision and the consolidation), :mod:`~lifelong.steps.tasks`, :mod:`~lifelong.steps.decide`,
 :mod:`~lifelong.steps.watch` (the champion against the version before it; the automatic
 rollback), :mod:`~lifelong.steps.publish` (the champion's forecast of the next day),
 :mod:`~lifelong.steps.cards` (model cards) and :mod:`~lifelong.steps.run` (every
