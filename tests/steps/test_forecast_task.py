@@ -15,6 +15,8 @@ import pytest
 from _project import project_with, quick_forecaster
 from _steps_kit import DATASET, MODEL
 
+pytestmark = pytest.mark.slow
+
 FIRST_DAY = dt.date(2012, 3, 1)
 OWN_DAYS = 4  # three warm-up days, and the day the first model is judged on
 TASK, TASK_DAYS = "synth_region", 10  # the fewest a forecast task accepts
