@@ -168,6 +168,8 @@ def learn_task(
     else:
         state = LearnerState.new(spec.architecture, spec.train, spec.strategy)
     snap = inputs.snapshot(ctx, version)
+    if forecast_tasks.is_forecaster(ctx):
+        forecast_tasks.fit_task_stats(ctx, snap, state, task)  # a new series on its own scale
     x, y = inputs.task_arrays(ctx, snap, task, "train", state)
     learned = forecast_tasks.first_task(ctx, state) if forecast_tasks.is_forecaster(ctx) else state.tasks
     strategy = make_strategy(spec.strategy, task_kind(spec.architecture), state)
