@@ -24,7 +24,7 @@ DAG use); a new series gets its own mean/std, fitted on its train days when it i
 kept in the state (``state.extra["task_stats"][task]``), so that every series reaches the
 network on the same scale. Measured on a synthetic region at 0.6x and 0.3x the scale
 (``python -m bench.forecast_task_stats``, README): with the model's statistics the new task's MAE
-was 1.5x-1.8x higher and the first task's 1.4x-1.7x higher (more forgetting) than with per-task ones.
+was 1.5x-1.8x higher and the first task's 1.4x-1.8x higher (more forgetting) than with per-task ones.
 """
 
 from __future__ import annotations
