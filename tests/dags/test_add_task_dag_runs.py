@@ -29,13 +29,7 @@ def _run_tasks() -> dict:
     first = run_dag("lifelong_add_task", [None], conf={"model": MODEL, "task": "M1", "strategy": "ewc+replay"})[0]
     second = run_dag("lifelong_add_task", [None], conf={"model": MODEL, "task": "M2", "strategy": "ewc+replay"})[0]
     bad = run_dag("lifelong_add_task", [None], conf={"model": MODEL, "task": "M3", "strategy": "magic"})
-    # a forecaster is a model the form offers; a classify data set is not a task it can learn
-    mismatch = run_dag(
-        "lifelong_add_task",
-        [None],
-        conf={"model": "demand_forecaster", "task": "vibration_sim", "start": "2012-03-01", "end": "2012-03-10"},
-    )[0]
-    return {"first": first, "second": second, "bad": bad, "mismatch": mismatch}
+    return {"first": first, "second": second, "bad": bad}
 
 
 def test_first_task_trains_a_model_from_scratch(runs):
@@ -65,15 +59,3 @@ def test_the_trigger_form_refuses_an_unknown_strategy(runs):
     (bad,) = runs["bad"]
     assert bad["state"] == "refused"
     assert "magic" in bad["error"] or "strategy" in bad["error"]
-
-
-def test_a_forecaster_with_a_task_of_the_wrong_kind_is_refused_by_the_first_task(runs):
-    """The pairing is checked by validate_ingest before anything is read: failed at once (TaskMismatch,
-    never retried), nothing downstream runs, nothing stored."""
-    from lifelong.data import store
-
-    mismatch = runs["mismatch"]
-    assert mismatch["state"] == "failed"
-    assert mismatch["tasks"]["validate_ingest"] == "failed"  # not up_for_retry: the form's choice cannot improve
-    assert mismatch["tasks"]["consolidate"] == "upstream_failed"
-    assert store.stored_partitions("vic_elec") == []

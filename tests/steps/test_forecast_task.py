@@ -183,3 +183,14 @@ def test_a_refused_day_stops_the_addition_with_the_days_named(world) -> None:
     assert "1 of 2 days refused" in message and f"{bad} (" in message and "nothing trained" in message
     assert (load_settings().quarantine_dir / SECOND / str(bad)).is_dir()
     assert store.stored_partitions(SECOND) == [str(good)]
+
+
+def test_in_airflow_a_bad_pairing_fails_the_first_task_without_retry(world) -> None:
+    """validate_ingest's call maps TaskMismatch to AirflowFailException: failed at once, never retried
+    (a DAG run costs half a minute; the DAG's form takes forecasters: tests/dags/test_dagbag.py)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from lifelong.airflow.task_runtime import call
+
+    with pytest.raises(AirflowFailException, match="TaskMismatch: task 'other_lags' does not match"):
+        call("tasks.ingest_task", MODEL, "other_lags", start=str(FIRST_DAY), end=str(TASK_END), context={})
