@@ -1,18 +1,23 @@
 """
 # lifelong task addition
 
-Triggered by hand (**Trigger DAG w/ config**): teach a classifier a new task (a new machine
-type, a new region) without forgetting the ones it knows. The form below is the interface:
-model, task, strategy, EWC lambda, epochs, replay size. Values are checked against a JSON
-schema before the run starts.
+Triggered by hand (**Trigger DAG w/ config**): teach a model a new task without forgetting the
+ones it knows. A **classifier**'s task is a new machine type (a task of its data set, from a
+landing file); a **forecaster**'s task is another series, e.g. another region's demand: a forecast
+data set declared in params.yaml with the same target, features, frequency, lags and
+known-future columns as the model's own, ingested day by day from `start` to `end` (at least 10
+days; the last fifth are its test days). The form below is the interface: model, task, file or
+start/end, strategy, EWC lambda, epochs, replay size. Values are checked against a JSON schema
+before the run starts, and the pairing of model and task (wrong kind, unknown task, another feature
+set) by the first task, before anything is ingested: refused at once, never retried, nothing trained.
 
 | task | what it does |
 | --- | --- |
-| `validate_ingest` | Great Expectations validates the task's landing file; a failing batch is quarantined and the run stops. |
-| `consolidate` | The exact per-sample Fisher of the champion on its latest task, folded into the online Fisher; anchors move to the champion's weights. On the `gpu` queue: the Fisher is much faster on a GPU (bench/RESULTS.md section 5). |
+| `validate_ingest` | Checks the pairing; Great Expectations validates the task's landing file, or each landed day of a forecaster's task. A refused batch (any refused day) is quarantined and the run stops, naming the days. |
+| `consolidate` | The exact per-sample Fisher of the champion on its latest task (a forecaster's first task is its own data set: its last learned days), folded into the online Fisher; anchors move to the champion's weights. On the `gpu` queue: the Fisher is much faster on a GPU (bench/RESULTS.md section 5). |
 | `learn_task` | Train on the new task with the chosen strategy (EWC penalty, LwF distillation, replay), on the `gpu` queue. |
-| `evaluate_all` | Accuracy on every task seen so far: the new row of the accuracy matrix (heatmap in MLflow). |
-| `gate` | Promote only if the new task is learned and no earlier task drops past its tolerance. |
+| `evaluate_all` | Every task seen so far on its test split: the new row of the task matrix (accuracy, or a forecaster's day-ahead MAE beside the weekly naive's), its average and backward transfer (heatmap and `eval/task_matrix.json` in MLflow). |
+| `gate` | Promote only if the new task is learned (a forecaster: MASE within its naive tolerance) and no earlier task drops (accuracy) or rises (MAE) past its tolerance. |
 | `promote` / `reject` | Move the `champion` alias, or tag the candidate rejected with the reason. |
 """
 
@@ -26,8 +31,10 @@ from lifelong.config import STRATEGIES, TASKS_POOL, load_params
 
 project_env()
 _params = load_params()
-_classifiers = sorted(n for n, m in _params.models.items() if _params.dataset(m.dataset).kind == "classify")
+_models = sorted(_params.models)  # classifiers and forecasters: ingest_task checks the pairing
+_classifiers = [n for n in _models if _params.dataset(_params.models[n].dataset).kind == "classify"]
 _tasks = sorted({t for m in _classifiers for t in _params.dataset(_params.models[m].dataset).tasks})
+_DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(?![\s\S])"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(?![\s\S])"  # the whole value (a "$" lets "M1\n" in): no "/", no shell
 
 
@@ -41,22 +48,28 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(?![\s\S])"  # the whole value (a "$" 
     tags=["lifelong", "task-addition"],
     params={
         "model": Param(
-            _classifiers[0] if _classifiers else "",
+            _classifiers[0] if _classifiers else _models[0],
             type="string",
-            enum=_classifiers or [""],
-            description="Model to extend (a classifier in params.yaml).",
+            enum=_models,
+            description="Model to extend (a classifier or a forecaster of params.yaml).",
         ),
         "task": Param(
             _tasks[0] if _tasks else "",
             type="string",
             pattern=_NAME,
-            description="Task name, e.g. a machine type (letters, digits, _ . -).",
+            description="A classifier's task (e.g. a machine type), or for a forecaster a forecast data set of params.yaml.",
         ),
         "file": Param(
             None,
             type=["null", "string"],
             pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}){0,7}(?![\s\S])",
             description="A file of data/landing/<dataset>/ (its name, or a path below it without ..); default <task>.parquet.",
+        ),
+        "start": Param(
+            None, type=["null", "string"], pattern=_DAY, description="A forecaster's task: first day to ingest."
+        ),
+        "end": Param(
+            None, type=["null", "string"], pattern=_DAY, description="A forecaster's task: last day to ingest."
         ),
         "strategy": Param(
             "ewc+replay", type="string", enum=list(STRATEGIES), description="Continual-learning strategy."
@@ -78,7 +91,10 @@ def lifelong_add_task():
     def validate_ingest() -> dict:
         ctx = get_current_context()
         model, name, _ = _form()
-        return call("tasks.ingest_task", model, name, file=ctx["params"].get("file"), context=ctx)
+        p = ctx["params"]
+        return call(
+            "tasks.ingest_task", model, name, file=p.get("file"), start=p.get("start"), end=p.get("end"), context=ctx
+        )
 
     @task(queue="gpu", pool=TASKS_POOL)
     def consolidate(ingest: dict) -> dict:

@@ -39,6 +39,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -174,16 +175,23 @@ def download_state(
         return load_state(folder, arch=arch, not_after=not_after)
 
 
+# what MLflow allows in a param name: alphanumerics, _ - . space : /
+_PARAM_NAME_REFUSED = re.compile(r"[^A-Za-z0-9_\-. :/]")
+
+
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
-    """Nested params as dotted keys.
+    """Nested params as dotted keys; a character MLflow refuses in a name (a gate key's glob ``*``)
+    becomes ``_``.
 
     >>> flatten({"model": {"train": {"lr": 0.1}}, "days": ["a", "b"]})
     {'model.train.lr': '0.1', 'days': '["a", "b"]'}
+    >>> flatten({"change": {"task_mae/*": {"max_increase_pct": 10.0}}})
+    {'change.task_mae/_.max_increase_pct': '10.0'}
     """
     if isinstance(value, dict):
         out: dict[str, str] = {}
         for key, item in value.items():
-            out.update(flatten(item, f"{prefix}{key}."))
+            out.update(flatten(item, f"{prefix}{_PARAM_NAME_REFUSED.sub('_', str(key))}."))
         return out
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return {prefix.rstrip("."): text[:6000]}

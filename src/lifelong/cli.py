@@ -185,7 +185,7 @@ def _add_task(args: argparse.Namespace) -> dict:
     from lifelong.steps import run
 
     overrides = {"strategy": args.strategy, "ewc_lambda": args.ewc_lambda, "epochs": args.epochs}
-    return run.run_task(args.model, args.task, file=args.file, overrides=overrides)
+    return run.run_task(args.model, args.task, file=args.file, start=args.start, end=args.end, overrides=overrides)
 
 
 def _step(args: argparse.Namespace) -> dict:
@@ -258,10 +258,12 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="write the result here as JSON")
     p.set_defaults(handler=_step)
 
-    p = sub.add_parser("add-task", help="teach a classifier a new task without Airflow")
+    p = sub.add_parser("add-task", help="teach a model a new task (a classifier's task, a forecaster's series)")
     p.add_argument("model")
-    p.add_argument("--task", required=True)
-    p.add_argument("--file")
+    p.add_argument("--task", required=True, help="a task of a classifier's data set, or a forecast data set")
+    p.add_argument("--file", help="a classifier's task file under data/landing/<dataset>/")
+    p.add_argument("--start", help="a forecaster's task: its first day to ingest (YYYY-MM-DD)")
+    p.add_argument("--end", help="a forecaster's task: its last day to ingest (YYYY-MM-DD)")
     p.add_argument("--strategy")
     p.add_argument("--ewc-lambda", type=float)
     p.add_argument("--epochs", type=int)

@@ -13,6 +13,13 @@ class RefusedBatch(LifelongError):
     exit_code = 3
 
 
+class TaskMismatch(LifelongError):
+    """A task addition's model and task do not go together (wrong kind, unknown task, another feature
+    set): refused before anything is ingested or trained, and never retried."""
+
+    exit_code = 2
+
+
 class StoreBusy(LifelongError):
     """Another process holds the lock on a store (DVC workspace, registry)."""
 

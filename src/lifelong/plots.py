@@ -87,8 +87,11 @@ def daily_errors(history: Sequence[Mapping[str, Any]], title: str = "day-ahead M
     return fig
 
 
-def accuracy_matrix(matrix: Sequence[Sequence[float]], tasks: Sequence[str]) -> Figure:
-    """Heatmap of ``matrix[i][j]``: accuracy on task j after training on task i (ragged rows allowed)."""
+def accuracy_matrix(matrix: Sequence[Sequence[float]], tasks: Sequence[str], *, metric: str = "accuracy") -> Figure:
+    """Heatmap of ``matrix[i][j]``: ``metric`` on task j after training on task i (ragged rows allowed).
+
+    ``accuracy`` is drawn on [0, 1]; an error (``mae``) on its own range, darker for lower (better).
+    """
     n = max(len(tasks), max((len(r) for r in matrix), default=0))
     grid = np.full((len(matrix), n), np.nan)
     for i, row in enumerate(matrix):
@@ -96,15 +99,24 @@ def accuracy_matrix(matrix: Sequence[Sequence[float]], tasks: Sequence[str]) -> 
     names = list(tasks) + [f"task {j}" for j in range(len(tasks), n)]
     fig = _figure(1.2 + 0.9 * n, 1.0 + 0.7 * max(len(matrix), 1))
     ax = fig.add_subplot()
-    image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis")
+    if metric == "accuracy":
+        low, high, cmap, fmt = 0.0, 1.0, "viridis", "{:.2f}"
+    else:
+        finite = grid[np.isfinite(grid)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        high = high if high > low else low + 1.0
+        cmap, fmt = "viridis_r", "{:.0f}"
+    image = ax.imshow(grid, vmin=low, vmax=high, cmap=cmap)
+    middle = (low + high) / 2
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color="white" if grid[i, j] < 0.6 else "k")
+                dark = grid[i, j] < middle if metric == "accuracy" else grid[i, j] > middle
+                ax.text(j, i, fmt.format(grid[i, j]), ha="center", va="center", color="white" if dark else "k")
     ax.set_xticks(range(n), names)
     ax.set_yticks(range(len(matrix)), names[: len(matrix)])
     ax.set(xlabel="tested on", ylabel="after training on")
-    ax.set_title("accuracy matrix")
+    ax.set_title("accuracy matrix" if metric == "accuracy" else f"task matrix ({metric})")
     fig.colorbar(image, ax=ax, shrink=0.8)
     return fig
 

@@ -150,3 +150,18 @@ def test_add_task_dag_runs_the_fisher_and_the_training_on_the_gpu_queue(dagbag):
     dag = dagbag.dags["lifelong_add_task"]
     assert dag.get_task("consolidate").queue == dag.get_task("learn_task").queue == "gpu"
     assert dag.get_task("validate_ingest").queue != "gpu"
+
+
+def test_add_task_form_takes_forecasters_and_a_date_range(dagbag):
+    """A forecaster can be picked, its task's days given as start/end dates (whole values only); the
+    pairing of model and task is checked by validate_ingest (tests/steps/test_forecast_task.py)."""
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    params = dagbag.dags["lifelong_add_task"].params
+    assert params.get_param("model").resolve(value="demand_forecaster") == "demand_forecaster"
+    for name in ("start", "end"):
+        assert params.get_param(name).resolve(value="2012-03-01") == "2012-03-01"
+        assert params.get_param(name).resolve(value=None) is None
+        for bad in ("2012-3-1", "2012-03-01\n", "yesterday"):
+            with pytest.raises(ParamValidationError):
+                params.get_param(name).resolve(value=bad)

@@ -4,8 +4,8 @@ Kept apart from the DAG files so that they hold no logic. A task names its step 
 ``"<module>.<function>"`` of :mod:`lifelong.steps` (``"daily.update"``), imported when the task
 runs, never when the DAG file is parsed. Errors map to Airflow outcomes:
 
-* a refused batch or an invalid parameter fails the task at once (no retry: retrying
-  cannot make bad data good);
+* a refused batch, an invalid parameter or a task that does not fit its model fails the task
+  at once (no retry: retrying cannot make bad data good);
 * "nothing to do yet" (warming up, no day to train on) skips the task and its
   dependants, while the ``report`` task still runs;
 * anything else (a store unreachable, a worker killed) raises, and Airflow retries
@@ -63,7 +63,7 @@ def call(step: str, *args: Any, context: Mapping[str, Any], **kwargs: Any) -> An
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from lifelong.config import ConfigError
-    from lifelong.errors import MissingForecastInputs, RefusedBatch, StateError
+    from lifelong.errors import MissingForecastInputs, RefusedBatch, StateError, TaskMismatch
     from lifelong.steps.context import NotReady
 
     project_env()
@@ -72,7 +72,7 @@ def call(step: str, *args: Any, context: Mapping[str, Any], **kwargs: Any) -> An
         return step_function(step)(*args, run_info=info, **kwargs)
     except NotReady as exc:
         raise AirflowSkipException(str(exc)) from None
-    except (RefusedBatch, ConfigError, StateError, MissingForecastInputs) as exc:
+    except (RefusedBatch, ConfigError, StateError, MissingForecastInputs, TaskMismatch) as exc:
         if isinstance(exc, RefusedBatch):
             _alert_quarantine(args[0] if args else None, info, exc)
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from None

@@ -109,18 +109,28 @@ class TaskCandidateResult(TypedDict):
 
 
 class TaskEvaluationResult(TypedDict):
-    """``evaluate_all``: the new row of the accuracy matrix and the scores the gate judges."""
+    """``evaluate_all``: the new row of the task matrix and the scores the gate judges.
+
+    ``metric``: ``accuracy`` (classifiers: ``acc_matrix``, ``average_accuracy``, ``backward_transfer``,
+    negative = forgetting) or ``mae`` (forecasters: ``average_mae``, ``backward_transfer_mae``,
+    positive = forgetting, and ``naive_mae``: the weekly naive's MAE of each task on the same days).
+    """
 
     model: str
     version: str
     champion_version: str | None
     data_version: str
     tasks: list[str]
-    acc_matrix: list[list[float]]
+    metric: str
+    matrix: list[list[float]]
     candidate: Scores
     champion: Scores | None
-    average_accuracy: float
-    backward_transfer: float
+    acc_matrix: NotRequired[list[list[float]]]
+    average_accuracy: NotRequired[float]
+    backward_transfer: NotRequired[float]
+    average_mae: NotRequired[float]
+    backward_transfer_mae: NotRequired[float]
+    naive_mae: NotRequired[dict[str, float | None]]
 
 
 class DecisionResult(TypedDict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 from torch import Tensor
 
@@ -86,7 +87,13 @@ def day_ahead_sample(ctx: Context, snap: Snapshot, day: date, stats: dict) -> Da
     return DayAhead(x, y, steps, naive)
 
 
-def task_arrays(ctx: Context, snap: Snapshot, task: str, split: str) -> tuple[Tensor, Tensor]:
-    """The ``split`` (train / test) samples of ``task``."""
+def task_arrays(ctx: Context, snap: Snapshot, task: str, split: str, state: Any = None) -> tuple[Tensor, Tensor]:
+    """The ``split`` (train / test) samples of ``task``: a classifier's stored task, or for a forecaster
+    the day-ahead samples of the task's train / test days, normalised with ``state``'s statistics
+    (default: the champion's; :mod:`lifelong.steps.forecast_tasks` says which days)."""
+    if ctx.dataset.kind == "forecast":
+        from lifelong.steps import forecast_tasks
+
+        return forecast_tasks.task_arrays(ctx, snap, task, split, state)
     frame = snap.read_task(ctx.dataset, task)
     return windows.classify_arrays(frame, ctx.dataset, ctx.spec.architecture, split=split)

@@ -82,14 +82,22 @@ def run_day(
 
 
 def run_task(
-    model: str, task: str, *, file: str | None = None, overrides: dict[str, Any] | None = None
+    model: str,
+    task: str,
+    *,
+    file: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every step of the task-addition DAG, in order."""
+    """Every step of the task-addition DAG, in order (a forecaster's task: its days ``start`` to ``end``)."""
     run = RunInfo(user=current_user())
     ctx = Context.of(model, run)
     results: dict[str, Any] = {}
     with _model_lock(ctx, f"run_task {model} {task}"):
-        ingest = results["validate_ingest"] = tasks.ingest_task(model, task, file=file, run_info=run)
+        ingest = results["validate_ingest"] = tasks.ingest_task(
+            model, task, file=file, start=start, end=end, run_info=run
+        )
         consolidation = results["consolidate"] = tasks.consolidate(
             model, task, ingest, overrides=overrides, run_info=run
         )

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from lifelong import faults, notify, plots, recovery, registry, serving
 from lifelong.config import STRATEGIES, ConfigError, ModelSpec, params_hash, to_jsonable
 from lifelong.data import store
-from lifelong.errors import LifelongError
+from lifelong.errors import LifelongError, RegistryError, TaskMismatch
 from lifelong.learn import metrics, train
 from lifelong.learn.models import task_kind
 from lifelong.learn.state import LearnerState
 from lifelong.learn.strategies import make_strategy
-from lifelong.steps import inputs
+from lifelong.steps import forecast_tasks, inputs
 from lifelong.steps.context import Context, RunInfo
 from lifelong.steps.contracts import (
     ConsolidationResult,
@@ -33,13 +34,36 @@ OVERRIDES = ("strategy", "ewc_lambda", "epochs", "replay_capacity")
 
 
 def ingest_task(
-    model: str, task: str, *, file: str | None = None, run_info: RunInfo | dict | None = None
+    model: str,
+    task: str,
+    *,
+    file: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    run_info: RunInfo | dict | None = None,
 ) -> IngestResult:
-    """Validate and store the landing file of a new task (task-addition DAG)."""
+    """Validate and store a new task's data (task-addition DAG), once its pairing with the model is checked.
+
+    A classifier's task is a landing file (``file``, default ``<task>.parquet``); a forecaster's is
+    another forecast data set, ingested day by day from ``start`` to ``end``
+    (:func:`lifelong.steps.forecast_tasks.ingest_days`). A task that does not fit the model
+    (:class:`TaskMismatch`) is refused before anything is read.
+    """
     ctx = Context.of(model, run_info)
+    if forecast_tasks.is_forecaster(ctx):
+        ds = forecast_tasks.check_pairing(ctx, task)
+        return forecast_tasks.ingest_days(ds, forecast_tasks.task_range(start, end))
     ds = ctx.dataset
+    if task in ctx.params.datasets and task not in ds.tasks:
+        kind = ctx.params.datasets[task].kind
+        raise TaskMismatch(
+            f"task {task!r} is a {kind} data set; {model} is a classifier, its tasks are those of {ds.name}"
+            f" ({', '.join(ds.tasks) or 'its landing files'})"
+        )
     if ds.tasks and task not in ds.tasks:
-        raise LifelongError(f"task {task!r} is not declared for dataset {ds.name} (known: {', '.join(ds.tasks)})")
+        raise TaskMismatch(f"task {task!r} is not declared for dataset {ds.name} (known: {', '.join(ds.tasks)})")
+    if start is not None or end is not None:
+        raise TaskMismatch(f"{model} is a classifier: its task is a landing file, not a date range")
     result = store.ingest(ds.name, task=task, file=Path(file) if file else None)
     return IngestResult(**result.as_dict())  # type: ignore[typeddict-item]
 
@@ -97,7 +121,7 @@ def consolidate(
         raise LifelongError(
             f"task {task!r} was already learned by {model} v{champion} (tasks: {', '.join(state.tasks)})"
         )
-    previous = state.tasks[-1]
+    previous = forecast_tasks.first_task(ctx, state)[-1]
     x, y = inputs.task_arrays(ctx, inputs.snapshot(ctx, version), previous, "train")
     folded = fold(ctx, state, x, y, champion=champion, closing=previous, opening=task)
     return ConsolidationResult(  # type: ignore[typeddict-item]
@@ -183,13 +207,18 @@ def learn_task(
         state = registry.load_state_from_run(consolidation["run_id"], spec.architecture)
     else:
         state = LearnerState.new(spec.architecture, spec.train, spec.strategy)
-    x, y = inputs.task_arrays(ctx, inputs.snapshot(ctx, version), task, "train")
+    snap = inputs.snapshot(ctx, version)
+    if forecast_tasks.is_forecaster(ctx):
+        forecast_tasks.fit_task_stats(ctx, snap, state, task)  # a new series on its own scale
+    x, y = inputs.task_arrays(ctx, snap, task, "train", state)
+    learned = forecast_tasks.first_task(ctx, state) if forecast_tasks.is_forecaster(ctx) else state.tasks
     strategy = make_strategy(spec.strategy, task_kind(spec.architecture), state)
     result = train.fit(
-        state, x, y, train=ctx.train_spec(), strategy=strategy, task=len(state.tasks), progress=ctx.progress,
+        state, x, y, train=ctx.train_spec(), strategy=strategy, task=len(learned), progress=ctx.progress,
         on_epoch=lambda _: faults.checkpoint("train_epoch"),
     )  # fmt: skip
-    state.tasks = [*state.tasks, task]
+    state.tasks = [*learned, task]
+    source = forecast_tasks.task_dataset(ctx, task) if forecast_tasks.is_forecaster(ctx) else ctx.dataset
     candidate = registry.log_candidate(
         model,
         state,
@@ -198,8 +227,8 @@ def learn_task(
         epoch_metrics=result.epochs,
         plots={"loss_curves": plots.loss_curves(result.epochs)},
         lineage=registry.Lineage.of(ctx.run, spec, version, result.device),
-        dataset_source=store.dvc_location(ctx.dataset.name),
-        input_example=_serving_example(ctx, version, task, x),
+        dataset_source=store.dvc_location(source.name),
+        input_example=_serving_example(ctx, snap, task, state, x),
         run_key=run_key,
         kind="task",
         dataset=ctx.dataset,
@@ -208,11 +237,18 @@ def learn_task(
     return _task_candidate(info, task, reused=False)
 
 
-def _serving_example(ctx: Context, version: str, task: str, x: Any) -> Any:
-    """The served model's input example: a classifier's first recordings of the task as a frame."""
-    if task_kind(ctx.spec.architecture) != "classification":
+def _serving_example(ctx: Context, snap: Any, task: str, state: LearnerState, x: Any) -> Any:
+    """The served model's input example: a classifier's first recordings of the task as a frame; a
+    day-ahead forecaster's raw frame of a day of its own data set (what it serves), as the daily
+    candidates'; else the first training window."""
+    if task_kind(ctx.spec.architecture) == "classification":
+        return serving.classify_example(ctx.dataset, snap.read_task(ctx.dataset, task))
+    if not inputs.day_ahead(ctx.spec):
         return x[:1].numpy()
-    return serving.classify_example(ctx.dataset, inputs.snapshot(ctx, version).read_task(ctx.dataset, task))
+    day = forecast_tasks.task_days(ctx, snap, ctx.dataset.name, state, "test")[-1]
+    back = inputs.history_days(ctx.spec, ctx.dataset)
+    history = snap.read_days(ctx.dataset, day - timedelta(days=back), day - timedelta(days=1))
+    return serving.input_frame(ctx.dataset, history, snap.read_days(ctx.dataset, day, day))
 
 
 def _task_candidate(info: dict[str, Any], task: str, *, reused: bool) -> TaskCandidateResult:
@@ -229,7 +265,15 @@ def _task_candidate(info: dict[str, Any], task: str, *, reused: bool) -> TaskCan
 def evaluate_all(
     model: str, candidate: TaskCandidateResult, *, run_info: RunInfo | dict | None = None
 ) -> TaskEvaluationResult:
-    """Accuracy on every task seen so far: the new row of the accuracy matrix."""
+    """Every task seen so far, scored on its test split: the new row of the task matrix.
+
+    A classifier's matrix holds accuracies (``eval/accuracy_matrix.json`` too, as before); a
+    forecaster's holds the day-ahead MAE of each task's test days, with the weekly naive's MAE on the
+    same targets beside it, and ``backward_transfer`` in MAE: the mean change of each earlier task's
+    MAE since just after it was learned, so **positive is forgetting** (its error rose), the
+    opposite sign of the classifiers' accuracy BWT. The champion is scored on the same data for the
+    gate (``task_acc/<task>`` / ``task_mae/<task>``, and ``retention_*``: their mean over earlier tasks).
+    """
     ctx = Context.of(model, run_info)
     snap = inputs.snapshot(ctx, candidate["data_version"])
     cand = registry.load_state_of(model, candidate["version"], ctx.spec.architecture)
@@ -237,35 +281,72 @@ def evaluate_all(
     champ = None
     if champion and champion != candidate["version"]:
         champ = registry.load_state_of(model, champion, ctx.spec.architecture)
+    forecaster = forecast_tasks.is_forecaster(ctx)
+    metric, key = ("mae", "task_mae") if forecaster else ("accuracy", "task_acc")
     tasks = cand.tasks
-    row, champ_scores = [], {}
+    champ_tasks = (forecast_tasks.first_task(ctx, champ) if forecaster else champ.tasks) if champ else []
+    row, naive_row, scores, champ_scores = [], [], {}, {}
     for name in tasks:
-        x, y = inputs.task_arrays(ctx, snap, name, "test")
-        row.append(metrics.model_accuracy(cand.model, x, y))
-        if champ is not None and name in champ.tasks:
-            champ_scores[f"task_acc/{name}"] = metrics.model_accuracy(champ.model, x, y)
-    earlier_rows = registry.read_json(model, champion, "eval/accuracy_matrix.json")["acc_matrix"] if champ else []
-    matrix = [list(r) for r in earlier_rows] + [row]
-    scores = {"accuracy": row[-1], **{f"task_acc/{n}": a for n, a in zip(tasks, row, strict=True)}}
+        if forecaster:
+            found = forecast_tasks.task_scores(ctx, snap, cand, name)
+            row.append(found["mae"])
+            naive_row.append(found.get("weekly_naive_mae"))
+            if name == tasks[-1]:
+                scores.update(found)  # the new task's MAE, MASE and naive errors: what the gate bounds
+            if champ is not None and name in champ_tasks:
+                champ_scores[f"{key}/{name}"] = forecast_tasks.task_scores(ctx, snap, champ, name)["mae"]
+        else:
+            x, y = inputs.task_arrays(ctx, snap, name, "test")
+            row.append(metrics.model_accuracy(cand.model, x, y))
+            if champ is not None and name in champ_tasks:
+                champ_scores[f"{key}/{name}"] = metrics.model_accuracy(champ.model, x, y)
+    earlier = _earlier_rows(model, champion, champ_scores, champ_tasks) if champ else []
+    matrix = [list(r) for r in earlier] + [row]
+    scores.update({metric: row[-1], **{f"{key}/{n}": v for n, v in zip(tasks, row, strict=True)}})
     if row[:-1]:
-        scores["retention_accuracy"] = sum(row[:-1]) / len(row[:-1])
+        scores[f"retention_{metric}"] = sum(row[:-1]) / len(row[:-1])
     if champ_scores:
-        champ_scores["retention_accuracy"] = sum(champ_scores.values()) / len(champ_scores)
+        champ_scores[f"retention_{metric}"] = sum(champ_scores.values()) / len(champ_scores)
+    average = metrics.average_accuracy(matrix)  # the mean of the last row, whatever it holds
+    transfer = metrics.backward_transfer(matrix) if len(matrix) > 1 else 0.0
     summary = {
-        "average_accuracy": metrics.average_accuracy(matrix),
-        "backward_transfer": metrics.backward_transfer(matrix) if len(matrix) > 1 else 0.0,
+        f"average_{metric}": average,
+        "backward_transfer" if not forecaster else "backward_transfer_mae": transfer,
     }
     registry.log_metrics(candidate["run_id"], {**scores, **summary})
-    registry.log_figures(candidate["run_id"], {"accuracy_matrix": plots.accuracy_matrix(matrix, tasks)})
-    registry.log_json(candidate["run_id"], {"tasks": tasks, "acc_matrix": matrix}, "eval/accuracy_matrix.json")
-    return TaskEvaluationResult(
+    body: dict[str, Any] = {"metric": metric, "tasks": tasks, "matrix": matrix, "average": average,
+                            "backward_transfer": transfer}  # fmt: skip
+    if forecaster:
+        # the naive forecast does not depend on the model: one value per task, on the new row's test days
+        body["naive"] = {"metric": "weekly_naive_mae", "row": naive_row}
+        body["backward_transfer_sign"] = "positive: earlier tasks' MAE rose since they were learned (forgetting)"
+    registry.log_figures(candidate["run_id"], {"task_matrix": plots.accuracy_matrix(matrix, tasks, metric=metric)})
+    registry.log_json(candidate["run_id"], body, "eval/task_matrix.json")
+    if not forecaster:
+        registry.log_json(candidate["run_id"], {"tasks": tasks, "acc_matrix": matrix}, "eval/accuracy_matrix.json")
+    return TaskEvaluationResult(  # type: ignore[typeddict-item]
         model=model,
         version=candidate["version"],
         champion_version=champion if champ else None,
         data_version=candidate["data_version"],
         tasks=tasks,
-        acc_matrix=matrix,
+        metric=metric,
+        matrix=matrix,
         candidate=scores,
         champion=champ_scores or None,
-        **summary,  # type: ignore[typeddict-item]
+        **({"acc_matrix": matrix} if not forecaster else {"naive_mae": dict(zip(tasks, naive_row, strict=True))}),
+        **summary,
     )
+
+
+def _earlier_rows(
+    model: str, champion: str, champ_scores: dict[str, float], champ_tasks: list[str]
+) -> list[list[float]]:
+    """The rows of the champion's task matrix; for a champion that has none (a forecaster the daily
+    DAG trained, before its first task addition) one row: its own scores on its tasks, now."""
+    for path, rows in (("eval/task_matrix.json", "matrix"), ("eval/accuracy_matrix.json", "acc_matrix")):
+        try:
+            return registry.read_json(model, champion, path)[rows]
+        except RegistryError:
+            continue
+    return [[champ_scores[f"task_mae/{n}"] for n in champ_tasks if f"task_mae/{n}" in champ_scores]]
