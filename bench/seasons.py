@@ -47,6 +47,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -166,6 +167,7 @@ class SeedRun:
     retrain_year_samples: list[int] = field(default_factory=list)  # every weekly retrain's sample count
     naive: dict[str, list[float]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    seasons_done: int = 0
 
 
 def arm_specs(base: ModelSpec, cfg: Config, seed: int) -> dict[str, ModelSpec]:
@@ -186,8 +188,10 @@ def ewc_name(lam: float) -> str:
     return f"ewc+replay λ={lam:g}"
 
 
-def run_seed(cfg: Config, seed: int) -> SeedRun:
-    """One seed's year, every arm; see the module docstring."""
+def run_seed(cfg: Config, seed: int, checkpoint: str | None = None) -> SeedRun:
+    """One seed's year, every arm; see the module docstring. After each season what is measured so far
+    goes to ``checkpoint`` (JSON), so that a run stopped part way still reports the seasons it finished."""
+    began = time.perf_counter()
     torch.set_num_threads(1)
     params = load_params()
     base = params.model(MODEL)
@@ -213,14 +217,14 @@ def run_seed(cfg: Config, seed: int) -> SeedRun:
     for arm in ("naive", "replay"):
         states[arm], out.seconds[arm] = train_fresh(specs[arm], specs[arm].train, *cat(warm))
     retrain_days = [d for d in cal.all_days[cfg.warmup_days :: cfg.retrain_every]]
-    trained_so_far: list[date] = []
+    every_train_day = [d for n in cal.names for d in cal.train[n]]
+    out.retrain_year_samples = [sum(len(daily[t][0]) for t in every_train_day if t < d) for d in retrain_days]
     for r, name in enumerate(cal.names):
         todo = [d for d in cal.train[name] if d not in warm]
         for arm, state in states.items():
             for d in todo:
                 if len(daily[d][0]):
                     out.seconds[arm] += update(state, specs[arm], *daily[d])
-        trained_so_far += cal.train[name]
         for arm, state in states.items():
             row = [season_mae(state, stats, held, cal.held_out[c]) for c in cal.names[: r + 1]]
             out.mae.setdefault(arm, []).append(row)
@@ -232,6 +236,10 @@ def run_seed(cfg: Config, seed: int) -> SeedRun:
         out.mae.setdefault(RETRAIN, []).append(
             retrain_row(cfg, ds, frame, dates, specs["replay"], cal, r, in_force, out)
         )
+        out.seasons_done = r + 1
+        if checkpoint:
+            Path(checkpoint).write_text(json.dumps({"config": dataclasses.asdict(cfg), "run": dataclasses.asdict(out)}))
+        print(f"[seasons] seed {seed}: {name} done, {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
         if r == len(cal.names) - 1:
             break
         if r == 0:  # the ewc arms are the replay arm until the first boundary
@@ -255,8 +263,6 @@ def run_seed(cfg: Config, seed: int) -> SeedRun:
                 "of": len(x_task), "fisher_mean": float(values.mean()), "fisher_median": float(values.median()),
                 "fisher_max": float(values.max()),
             })  # fmt: skip
-    days_before = {d: [t for t in trained_so_far if t < d] for d in retrain_days}
-    out.retrain_year_samples = [sum(len(daily[t][0]) for t in days_before[d]) for d in retrain_days]
     return out
 
 
@@ -276,11 +282,45 @@ def retrain_row(cfg: Config, ds: DatasetSpec, frame: pd.DataFrame, dates: pd.Ser
     return [season_mae(state, stats, held, cal.held_out[c]) for c in seen]
 
 
-def run(cfg: Config) -> list[SeedRun]:
+def run(cfg: Config, mode: str) -> list[SeedRun]:
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    checkpoints = [str(seed_file(mode, s)) for s in cfg.seeds]
     if cfg.jobs <= 1 or len(cfg.seeds) == 1:
-        return [run_seed(cfg, s) for s in cfg.seeds]
+        return [run_seed(cfg, s, c) for s, c in zip(cfg.seeds, checkpoints, strict=True)]
     with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(run_seed, [cfg] * len(cfg.seeds), cfg.seeds))
+        return list(pool.map(run_seed, [cfg] * len(cfg.seeds), cfg.seeds, checkpoints))
+
+
+def seed_file(mode: str, seed: int) -> Path:
+    return OUT_DIR / f"seasons_{mode}_seed{seed}.json"
+
+
+def _config(raw: dict) -> Config:
+    return Config(**{**raw, "seeds": tuple(raw["seeds"]), "lambdas": tuple(raw["lambdas"])})
+
+
+def load_partial(mode: str, cfg: Config) -> tuple[Config, list[SeedRun], str]:
+    """The seeds' checkpoints of a run stopped part way: the seeds that finished every season when two or
+    more did, else every seed cut to the seasons all of them finished. Returns a note saying which."""
+    found = [json.loads(f.read_text()) for s in cfg.seeds if (f := seed_file(mode, s)).exists()]
+    if not found:
+        raise FileNotFoundError(f"--reuse: no saved run in {OUT_DIR}")
+    runs = [SeedRun(**d["run"]) for d in found]
+    whole = [r for r in runs if r.seasons_done == len(SEASONS)]
+    if len(whole) >= 2 or len(whole) == len(runs):
+        kept, note = whole, f"seeds {[r.seed for r in whole]} of {list(cfg.seeds)} finished the year"
+    else:
+        done = min(r.seasons_done for r in runs)
+        kept = [cut(r, done) for r in runs]
+        note = f"the run was stopped: every seed finished the first {done} season(s), reported alone"
+    saved = _config(found[0]["config"])
+    return dataclasses.replace(saved, seeds=tuple(r.seed for r in kept)), kept, note
+
+
+def cut(run: SeedRun, seasons: int) -> SeedRun:
+    """``run`` as it stood after ``seasons`` seasons."""
+    mae = {arm: rows[:seasons] for arm, rows in run.mae.items() if len(rows) >= seasons}
+    return dataclasses.replace(run, mae=mae, retrains=run.retrains[:seasons], seasons_done=seasons)
 
 
 # --------------------------------------------------------------------------- the report
@@ -306,7 +346,7 @@ def forgetting(run: SeedRun, arm: str) -> float:
 
 
 def report(cfg: Config, runs: list[SeedRun], names: tuple[str, ...], quick: bool, seconds: float,
-           spec: ModelSpec) -> Report:  # fmt: skip
+           spec: ModelSpec, note: str = "") -> Report:  # fmt: skip
     arms = list(runs[0].mae)
     order = ["naive", "replay", *[ewc_name(lam) for lam in cfg.lambdas], RETRAIN]
     arms = [a for a in order if a in arms]
@@ -410,6 +450,7 @@ def report(cfg: Config, runs: list[SeedRun], names: tuple[str, ...], quick: bool
         f"{spec.strategy.replay_capacity} ratio {spec.strategy.replay_ratio}, EWC lambdas {list(cfg.lambdas)}, "
         f"gamma {cfg.gamma}, exact Fisher on up to {cfg.fisher_samples} samples, warm-up {cfg.warmup_days} days, "
         f"retrain every {cfg.retrain_every} days, {cfg.jobs} process(es) of 1 torch thread"
+        + (f"; {note}" if note else "")
     )
     return Report("seasons", "1c. Seasons as tasks: naive vs replay vs ewc+replay vs weekly retrain (vic_elec)",
                   settings, "\n".join(lines), targets, seconds)  # fmt: skip
@@ -518,23 +559,27 @@ def bench(quick: bool, seeds: tuple[int, ...] | None = None, lambdas: tuple[floa
     )
     params = load_params()
     spec = params.model(MODEL)
-    saved = OUT_DIR / f"seasons_{'quick' if quick else 'full'}.json"
-    if reuse:  # the report of a run already made: its settings and wall time come with it
-        if not saved.exists():
-            raise FileNotFoundError(f"--reuse: no saved run at {saved}")
+    mode = "quick" if quick else "full"
+    saved = OUT_DIR / f"seasons_{mode}.json"
+    note = ""
+    if reuse and saved.exists():  # the report of a run already made: its settings and wall time come with it
         data = json.loads(saved.read_text())
         runs = [SeedRun(**r) for r in data["runs"]]
-        raw = data["config"]
-        cfg = Config(**{**raw, "seeds": tuple(raw["seeds"]), "lambdas": tuple(raw["lambdas"])})
-        seconds = float(data["seconds"])
+        cfg, seconds = _config(data["config"]), float(data["seconds"])
+        note = "reported from the saved run"
+    elif reuse:  # a run stopped part way: what its seeds saved after each season
+        cfg, runs, note = load_partial(mode, cfg)
+        seconds = float("nan")
     else:
-        runs = run(cfg)
+        runs = run(cfg, mode)
         seconds = time.perf_counter() - started
-        OUT_DIR.mkdir(parents=True, exist_ok=True)
         data = {"config": dataclasses.asdict(cfg), "seconds": seconds, "runs": [dataclasses.asdict(r) for r in runs]}
         saved.write_text(json.dumps(data))
-    names = tuple(n for n, _, _ in SEASONS)
-    return report(cfg, runs, names, quick, seconds, spec)
+    done = min(r.seasons_done for r in runs)
+    if done < 2:
+        raise ValueError(f"only {done} season(s) measured: nothing to compare")
+    names = tuple(n for n, _, _ in SEASONS)[:done]
+    return report(cfg, runs, names, quick, seconds, spec, note)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
