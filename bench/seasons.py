@@ -363,7 +363,10 @@ def report(cfg: Config, runs: list[SeedRun], names: tuple[str, ...], quick: bool
         "",
         "Naive forecasts on the same held-out days (deterministic):",
         "",
-        md_table(["forecast", *names], [[k.replace("_", " "), *[f"{v:.1f}" for v in first.naive[k]]] for k in NAIVE]),
+        md_table(
+            ["forecast", *names],
+            [[k.replace("_", " "), *[f"{v:.1f}" for v in first.naive[k][: len(names)]]] for k in NAIVE],
+        ),
         "",
     ]
     for arm in arms:
