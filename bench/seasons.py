@@ -46,7 +46,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -345,6 +345,11 @@ def forgetting(run: SeedRun, arm: str) -> float:
     return statistics.fmean(rows[-1][c] - rows[c][c] for c in range(n - 1))
 
 
+def learned_mean(run: SeedRun, arm: str) -> float:
+    """Mean over the seasons of the MAE right after learning each (the matrix's diagonal): plasticity."""
+    return statistics.fmean(run.mae[arm][c][c] for c in range(len(run.mae[arm])))
+
+
 def report(cfg: Config, runs: list[SeedRun], names: tuple[str, ...], quick: bool, seconds: float,
            spec: ModelSpec, note: str = "") -> Report:  # fmt: skip
     arms = list(runs[0].mae)
@@ -359,7 +364,9 @@ def report(cfg: Config, runs: list[SeedRun], names: tuple[str, ...], quick: bool
         + f". Held out: the 4th day of each season and every 7th after it ({first.counts['held_out']} days), never "
         f"trained on; a day whose samples' targets reach into a held-out day (the day after it) is not trained on "
         f"either: {first.counts['trained']} training days. MAE in MW of the day-ahead forecast of the held-out days "
-        f"(section 1's protocol), {sd_note}.",
+        f"(section 1's protocol), {sd_note}. These are not section 1's figures (each day forecast by the model of "
+        "the day before): here a season's held-out days are forecast by the model as it stands at a season's end, up "
+        "to a year later, with the stats of the first 14 days: they measure what is retained.",
         "",
         "Naive forecasts on the same held-out days (deterministic):",
         "",
@@ -381,13 +388,22 @@ def report(cfg: Config, runs: list[SeedRun], names: tuple[str, ...], quick: bool
         final = [final_mean(run, arm) for run in runs]
         kept = [earlier_mean(run, arm) for run in runs]
         forgot = [forgetting(run, arm) for run in runs]
+        learned = [learned_mean(run, arm) for run in runs]
         estimated = arm == RETRAIN
         cost = [retrain_year_s(run) if estimated else run.seconds[arm] for run in runs]
         summary.append(
-            [arm, mean_sd(final), mean_sd(kept), mean_sd(forgot), mean_sd(cost, 0) + (" (est.)" * estimated)]
+            [
+                arm,
+                mean_sd(final),
+                mean_sd(kept),
+                mean_sd(learned),
+                mean_sd(forgot),
+                mean_sd(cost, 0) + (" (est.)" * estimated),
+            ]
         )
     lines += [
-        "After the year: mean MAE over the four seasons' held-out days, and over the three earlier ones; forgetting = "
+        "After the year: mean MAE over the four seasons' held-out days, and over the three earlier ones; just "
+        "learned = mean over the seasons of the MAE right after learning each (the diagonal); forgetting = "
         "mean over the first three seasons of (MAE after the year - MAE right after learning that season), MW "
         "(positive = forgot); the year's learning time in seconds (first model, updates and consolidations; the "
         "weekly retrain's estimated as said above). Times are wall-clock of one torch thread on a machine shared "
@@ -398,6 +414,7 @@ def report(cfg: Config, runs: list[SeedRun], names: tuple[str, ...], quick: bool
                 "strategy",
                 "after the year, 4 seasons (MW)",
                 "3 earlier seasons (MW)",
+                "just learned (MW)",
                 "forgetting (MW)",
                 "year's learning (s)",
             ],
@@ -487,6 +504,25 @@ def paired(a: list[float], b: list[float]) -> tuple[float, float]:
     return statistics.fmean(d), (statistics.stdev(d) if len(d) > 1 else float("nan"))
 
 
+def scale_notes(cfg: Config, runs: list[SeedRun], best_ewc: str) -> list[str]:
+    """What the lambdas mean at this Fisher's scale: the penalty over the training loss, and the price in
+    plasticity (MAE on the season just learned) of the best ewc arm against replay."""
+    ratios = {}
+    for lam in cfg.lambdas:
+        sel = [p for run in runs for p in run.penalties if p["arm"] == ewc_name(lam)]
+        ratios[lam] = statistics.fmean(p["penalty"] / p["train_loss"] for p in sel) if sel else float("nan")
+    fisher = [c["fisher_mean"] for run in runs for c in run.consolidations]
+    learned = [learned_mean(run, best_ewc) - learned_mean(run, "replay") for run in runs]
+    return [
+        f"Scale: the folded Fisher's mean entry is {min(fisher):.3g} to {max(fisher):.3g} (exact, on normalised "
+        "targets); at the end of a season the penalty is "
+        + ", ".join(f"{100 * r:.0f}% (λ={lam:g})" for lam, r in ratios.items())
+        + " of the training loss, so the grid runs from a light to a strong pull.",
+        f"Price in plasticity: on the season just learned, {best_ewc} - replay = "
+        f"{statistics.fmean(learned):+.1f} MW (mean over seasons and seeds).",
+    ]
+
+
 def verdict_of(cfg: Config, runs: list[SeedRun], arms: list[str]) -> tuple[str, tuple[Target, ...]]:
     """Which strategy wins after the year, by how much, and whether beyond the seeds' sd (paired by seed)."""
     finals = {arm: [final_mean(run, arm) for run in runs] for arm in arms}
@@ -525,6 +561,7 @@ def verdict_of(cfg: Config, runs: list[SeedRun], arms: list[str]) -> tuple[str, 
             else "one seed: no sd."
         ),
         f"Replay - naive fine-tuning: {vs('replay', 'naive', finals)}.",
+        *scale_notes(cfg, runs, best_ewc),
         f"{best} - weekly retrain ({mean_sd(finals[RETRAIN])} MW): {vs(best, RETRAIN, finals)}.",
     ]
     if not multi:
@@ -569,14 +606,18 @@ def bench(quick: bool, seeds: tuple[int, ...] | None = None, lambdas: tuple[floa
         data = json.loads(saved.read_text())
         runs = [SeedRun(**r) for r in data["runs"]]
         cfg, seconds = _config(data["config"]), float(data["seconds"])
-        note = "reported from the saved run"
+        note = f"reported from the run started {data.get('started', '?')} at commit {data.get('commit', '?')}"
     elif reuse:  # a run stopped part way: what its seeds saved after each season
         cfg, runs, note = load_partial(mode, cfg)
         seconds = float("nan")
     else:
+        from bench.run import commit
+
+        when, head = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), commit()
         runs = run(cfg, mode)
         seconds = time.perf_counter() - started
-        data = {"config": dataclasses.asdict(cfg), "seconds": seconds, "runs": [dataclasses.asdict(r) for r in runs]}
+        data = {"config": dataclasses.asdict(cfg), "seconds": seconds, "started": when, "commit": head,
+                "runs": [dataclasses.asdict(r) for r in runs]}  # fmt: skip
         saved.write_text(json.dumps(data))
     done = min(r.seasons_done for r in runs)
     if done < 2:
