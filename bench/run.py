@@ -64,6 +64,14 @@ def _cl(part: str) -> Callable[[bool], Report]:
     return run
 
 
+def _seasons(quick: bool) -> Report:
+    from bench import seasons
+
+    # BENCH_SEASONS_ARGS narrows or reuses a run (e.g. "--jobs 1", "--seeds 0", "--reuse": report the run
+    # saved in bench/out without training again)
+    return seasons.bench_args((["--quick"] if quick else []) + shlex.split(os.environ.get("BENCH_SEASONS_ARGS", "")))
+
+
 def _module(name: str) -> Callable[[bool], Report]:
     def run(quick: bool) -> Report:
         module = __import__(f"bench.{name}", fromlist=["bench"])
@@ -76,6 +84,7 @@ def _module(name: str) -> Callable[[bool], Report]:
 BENCHES: dict[str, Callable[[bool], Report]] = {
     "day_ahead": _module("day_ahead"),
     "daily_vs_retrain": _module("daily_vs_retrain"),
+    "seasons": _seasons,
     "daily_profile": _module("daily_profile"),
     "task_addition": _module("task_addition"),
     "state_size": _module("state_size"),
@@ -86,8 +95,8 @@ BENCHES: dict[str, Callable[[bool], Report]] = {
     "drift_calibration": _module("drift_calibration"),
 }
 RUN_ORDER = (
-    "daily_profile", "day_ahead", "daily_vs_retrain", "task_addition", "state_size", "fisher", "gpu", "cl_permuted",
-    "cl_split", "drift_calibration",
+    "daily_profile", "day_ahead", "daily_vs_retrain", "seasons", "task_addition", "state_size", "fisher", "gpu",
+    "cl_permuted", "cl_split", "drift_calibration",
 )  # fmt: skip
 
 
