@@ -43,8 +43,12 @@ def _outcome(result: dict) -> str:
     return result.get("state", "?")
 
 
-def run_daily(days: int, start: date | None = None) -> list[dict]:
-    """Land ``days`` days of the forecaster's data and run the daily DAG for each, in order."""
+def run_daily(days: int, start: date | None = None, *, shift_on: int | None = None) -> list[dict]:
+    """Land ``days`` days of the forecaster's data and run the daily DAG for each, in order.
+
+    ``shift_on``: the day (1-based) run with the DAG's ``task_shift`` param, as an operator marks a
+    regime change by hand: the champion's regime is closed there and a new task opened.
+    """
     from lifelong.airflow.embedded_runner import run_dag
     from lifelong.data import landing
 
@@ -65,10 +69,32 @@ def run_daily(days: int, start: date | None = None) -> list[dict]:
             f"MAE {_mw(summary.get('mae'))}  weekly naive {_mw(summary.get('naive_mae'))}"
             f"  champion v{summary.get('champion') or '-'}"
         )
+        if summary["consolidation"]:
+            _say(f"              {_consolidated(summary['consolidation'])}")
 
-    _say(f"running lifelong_daily__{FORECASTER} for {days} days through Airflow ...")
-    run_dag(f"lifelong_daily__{FORECASTER}", dates, on_result=lambda r: show({**r, **_with_outcome(r)}))
+    dag_id = f"lifelong_daily__{FORECASTER}"
+    _say(f"running {dag_id} for {days} days through Airflow ...")
+    on_result = lambda r: show({**r, **_with_outcome(r)})  # noqa: E731
+    if shift_on is None or not 1 <= shift_on <= days:
+        run_dag(dag_id, dates, on_result=on_result)
+        return rows
+    before, day, after = dates[: shift_on - 1], dates[shift_on - 1], dates[shift_on:]
+    run_dag(dag_id, before, on_result=on_result)
+    _say(f"  {day}: a regime change marked by hand (Trigger DAG w/ config: task_shift=true)")
+    run_dag(dag_id, [day], conf={"task_shift": True}, on_result=on_result)
+    run_dag(dag_id, after, on_result=on_result)
     return rows
+
+
+def _consolidated(c: dict) -> str:
+    """One line on a consolidation: which regime closed, what opened it, what was folded."""
+    why = "; ".join(c.get("reasons") or []) or "task shift"
+    fisher = (
+        f"exact Fisher on {c['fisher_samples']} samples folded in"
+        if c.get("fisher_samples")
+        else "no Fisher (the strategy has no EWC penalty)"
+    )
+    return f"consolidated v{c['champion']}: task {c['fisher_task']} closed, task {c['task']} opened ({why}); {fisher}"
 
 
 def _mw(value: float | None) -> str:
@@ -88,9 +114,11 @@ def _day_summary(day: str) -> dict:
     outcome = "promoted" if report.get("promote") else "rejected" if report.get("reject") else "warming up"
     if report.get("validate_ingest") is None:
         outcome = "refused"
+    consolidation = report.get("consolidate") or {}
     return {
         "date": day,
         "outcome": outcome,
+        "consolidation": consolidation if consolidation.get("consolidated") else None,
         "mae": candidate.get("mae"),
         "naive_mae": candidate.get("weekly_naive_mae"),
         "champion_mae": (evaluation.get("champion") or {}).get("mae"),
@@ -151,6 +179,11 @@ def summary(daily: list[dict]) -> str:
                 f"  over the {len(both)} days with both: model {model:.1f} MW, weekly naive {naive:.1f} MW "
                 f"(MASE {model / naive:.3f})"
             )
+    shifts = [d for d in daily if d.get("consolidation")]
+    strategy = load_params().model(FORECASTER).strategy.name
+    lines.append(f"task shifts of {FORECASTER} (strategy {strategy}): {len(shifts) or 'none'}")
+    for d in shifts:
+        lines.append(f"  {d['date']}  {_consolidated(d['consolidation'])}")
     champion = registry.champion(CLASSIFIER)
     if champion:
         matrix = registry.read_json(CLASSIFIER, champion, "eval/accuracy_matrix.json")
@@ -195,7 +228,9 @@ def main(days: int = 30, tasks: tuple[str, ...] = ("FordA", "FordB"), epochs: in
 
     started = time.perf_counter()
     store.ensure_repo()
-    daily = run_daily(days)
+    # a regime change marked by hand four fifths in, once the forecaster has a champion (after its warm-up)
+    warmup = load_params().model(FORECASTER).warmup_days
+    daily = run_daily(days, shift_on=days * 4 // 5 if days * 4 // 5 > warmup + 1 else None)
     task_results = run_tasks(list(tasks), epochs)
     print(summary(daily))
     return {"days": len(daily), "tasks": len(task_results), "seconds": round(time.perf_counter() - started, 1)}
