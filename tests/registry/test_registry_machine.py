@@ -282,10 +282,11 @@ def test_registry_state_machine(store: Path, write_crasher: _WriteCrasher, monke
     )
 
 
-def test_half_done_alias_moves_are_finished_by_the_re_run(store: Path, write_crasher: _WriteCrasher) -> None:
-    """The two windows the machine found: a promotion that died between ``previous`` and ``champion``,
-    and a rollback that died after moving ``champion`` and before its record (the re-run then found
-    ``champion`` already there and recorded nothing; the log never replayed to it again)."""
+def test_what_the_machine_found(store: Path, write_crasher: _WriteCrasher) -> None:
+    """Its findings, pinned (the seeded examples need not reach them): a promotion that died between
+    ``previous`` and ``champion``; a rollback that died after moving ``champion`` and before its record
+    (the re-run found ``champion`` already there and recorded nothing: the log never replayed to it
+    again); a version that served, judged again and rejected (its promotion then contradicted its tag)."""
     v1, v2 = _log(1), _log(2)
     bless(v1)
     registry.promote(MODEL, v1, APPROVE, trigger="machine:1")
@@ -310,3 +311,12 @@ def test_half_done_alias_moves_are_finished_by_the_re_run(store: Path, write_cra
     assert info["versions"][v2]["validation_status"] == "rolled_back" and info["previous"] is None
     assert_invariants(info)
     assert [e["event"] for e in info["audit"]] == ["promote", "promote", "rollback"]
+
+    # judged again after it served (its day re-run): nothing is re-tagged, the log stays true
+    for served in (v2, v1):
+        bless(served, REFUSE)
+    kept = registry.reject(MODEL, v2, REFUSE, trigger="machine:2")
+    assert kept["served"] and kept["event"] is None and registry.status_of(MODEL, v2) == "rolled_back"
+    with pytest.raises(RegistryError, match="is the champion"):
+        registry.reject(MODEL, v1, REFUSE, trigger="machine:1")
+    assert_invariants(registry_info())
