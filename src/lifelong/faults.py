@@ -6,7 +6,11 @@ A checkpoint is one line in the code, ``faults.checkpoint("dvc_push")``. It does
 * ``LIFELONG_FAULT=dvc_push`` (or ``kill:dvc_push``): the process sends itself ``SIGKILL``
   there, as the OOM killer or a lost worker would: no ``finally``, no ``atexit``, no flush;
 * ``LIFELONG_FAULT=enospc:dvc_push``: an ``OSError(ENOSPC)`` is raised there, as a full
-  disk would at that write.
+  disk would at that write;
+* ``LIFELONG_FAULT=raise:dvc_push``: :class:`InjectedCrash` is raised there, for tests that
+  run steps in their own process (the registry's state machine): a ``BaseException``, so no
+  ``except Exception`` on the way catches it, as nothing catches a kill. Unlike a kill,
+  context managers still exit (an MLflow run ends ``FAILED``, not ``RUNNING``).
 
 Several faults may be listed, comma-separated. With ``LIFELONG_FAULT_MARKER`` set to a file
 path, a fault fires **once**: the first process to reach it creates the marker (atomically,
@@ -20,8 +24,8 @@ finds the marker and passes. Without a marker it fires every time.
 Traceback (most recent call last):
 ...
 OSError: [Errno 28] No space left on device (injected at checkpoint 'demo')
->>> parse("train_epoch, enospc:dvc_push")
-{'train_epoch': 'kill', 'dvc_push': 'enospc'}
+>>> parse("train_epoch, enospc:dvc_push, raise:audit")
+{'train_epoch': 'kill', 'dvc_push': 'enospc', 'audit': 'raise'}
 >>> del os.environ[ENV]
 """
 
@@ -33,7 +37,7 @@ import signal
 
 ENV = "LIFELONG_FAULT"
 MARKER_ENV = "LIFELONG_FAULT_MARKER"
-KINDS = ("kill", "enospc")
+KINDS = ("kill", "enospc", "raise")
 
 # The checkpoints placed in the code, where each one sits (docs/reliability.md lists them too).
 CHECKPOINTS = {
@@ -46,6 +50,10 @@ CHECKPOINTS = {
     "promote_alias": "registry.py promote: version tagged approved, the champion alias not moved yet",
     "audit": "registry.py promote: champion alias moved, the audit event not written yet",
 }
+
+
+class InjectedCrash(BaseException):  # noqa: N818 - it stands for a process dying, not an error
+    """The process "died" at a checkpoint (``raise:<checkpoint>``): the in-process stand-in for a kill."""
 
 
 def parse(spec: str) -> dict[str, str]:
@@ -74,6 +82,8 @@ def checkpoint(name: str) -> None:
         return
     if kind == "enospc":
         raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (injected at checkpoint {name!r})")
+    if kind == "raise":
+        raise InjectedCrash(f"crash injected at checkpoint {name!r}")
     os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -17,7 +17,11 @@ threshold, both keyed by metric name (``mae``, ``retention_mae``, ``accuracy``,
 A metric that a threshold needs but the candidate lacks, or that is NaN, fails its check:
 the gate refuses what it cannot verify. A champion metric the candidate lacks fails too
 (an earlier task silently dropped from the evaluation). A metric only the candidate has
-(a brand-new task) has nothing to be compared with and is not checked for change.
+(a brand-new task) has nothing to be compared with and is not checked for change. For the
+same reason a glob that matches no metric (a value glob none of the candidate's, a change
+glob none of either side's) fails, and a decision for which no threshold applied at all (an
+empty ``gate:`` block, or change thresholds only for a first model) is a refusal: nothing
+was verified.
 
 >>> from lifelong.config import GateSpec
 >>> spec = GateSpec(value={"mae": {"max": 1500.0}}, change={"mae": {"max_increase_pct": 2.0}})
@@ -33,6 +37,10 @@ True
 >>> acc = GateSpec(change={"task_acc/*": {"max_drop": 0.05}})
 >>> decide({"task_acc/A": 0.80, "task_acc/B": 0.9}, {"task_acc/A": 0.90}, acc).reason
 'rejected: task_acc/A dropped 0.1 > 0.05 allowed'
+>>> decide({"accuracy": 0.9}, {"accuracy": 0.9}, acc).reason
+'rejected: no metric matches task_acc/*'
+>>> decide({"accuracy": 0.9}, None, GateSpec(naive_tolerance_pct=None)).reason
+'rejected: no threshold applies (first model): nothing was verified'
 """
 
 from __future__ import annotations
@@ -67,9 +75,18 @@ def _fmt(value: float) -> str:
 
 def _expand(pattern: str, names: set[str]) -> list[str]:
     """A threshold key: itself, or every metric it matches when it is a glob."""
-    if any(ch in pattern for ch in "*?["):
+    if _is_glob(pattern):
         return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
     return [pattern]
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def _unmatched(pattern: str, kind: str) -> dict[str, Any]:
+    """A failing check: a glob threshold that matched no metric verified nothing."""
+    return {"metric": pattern, "kind": kind, "passed": False, "detail": f"no metric matches {pattern}"}
 
 
 def _finite(value: Any) -> bool:
@@ -92,7 +109,8 @@ def _change(bound: str, cand: float, champ: float) -> tuple[float, str]:
     if bound == "max_drop":
         return champ - cand, f"dropped {_fmt(champ - cand)}"
     diff = cand - champ if bound == "max_increase_pct" else champ - cand
-    pct = 0.0 if diff == 0 else (math.inf if champ == 0 else 100.0 * diff / abs(champ))
+    # from a champion at 0 any change is infinitely many percent, in the direction of the change
+    pct = 0.0 if diff == 0 else (math.copysign(math.inf, diff) if champ == 0 else 100.0 * diff / abs(champ))
     if bound == "max_increase_pct":
         return pct, f"{pct:+.2f}%"
     return pct, f"dropped {pct:.2f}%"
@@ -129,7 +147,10 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, gate:
     _validate(gate)
     checks: list[dict[str, Any]] = []
     for pattern, bounds in gate.value.items():
-        for metric in _expand(pattern, set(candidate)):
+        matched = _expand(pattern, set(candidate))
+        if bounds and not matched:
+            checks.append(_unmatched(pattern, "value"))
+        for metric in matched:
             for bound, limit in bounds.items():
                 checks.append(_value_check(metric, bound, limit, candidate.get(metric)))
     if gate.naive_tolerance_pct is not None and "mase" in candidate:
@@ -140,6 +161,8 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, gate:
         checks.append(check)
     if champion is not None:
         for pattern, bounds in gate.change.items():
+            if bounds and _is_glob(pattern) and not _expand(pattern, set(champion) | set(candidate)):
+                checks.append(_unmatched(pattern, "change"))
             for metric in _expand(pattern, set(champion)):
                 if not _finite(champion.get(metric)):
                     continue  # the champion was never measured on it: nothing to regress from
@@ -151,10 +174,11 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, gate:
         if _finite(candidate[k]) and _finite(champion[k])  # type: ignore[index]
     }
     failed = [c for c in checks if not c["passed"]]
+    if not checks:  # an empty gate block, or change thresholds only and no champion: nothing verified
+        reason = "rejected: no threshold applies" + ("" if champion is not None else " (first model)")
+        return GateDecision(approved=False, reason=reason + ": nothing was verified", deltas=deltas, checks=checks)
     if failed:
         reason = "rejected: " + "; ".join(c["detail"] for c in failed)
-    elif checks:
-        reason = "approved: " + "; ".join(c["detail"] for c in checks)
     else:
-        reason = "approved: no thresholds apply" + ("" if champion is not None else " (first model)")
+        reason = "approved: " + "; ".join(c["detail"] for c in checks)
     return GateDecision(approved=not failed, reason=reason, deltas=deltas, checks=checks)

@@ -58,6 +58,7 @@ __all__ = [
 
 CHAMPION, PREVIOUS = "champion", "previous"
 ROLLED_BACK = "rolled_back"  # the validation_status of a version a rollback demoted
+ROLLING_BACK = "rolling_back_to"  # tag: a rollback's intent, on the version it demotes, before champion moves
 STALE = "stale"  # judged against a champion replaced since: judged again by the re-run of its day
 STATE_DIR, MODEL_DIR = artifacts.STATE_DIR, artifacts.MODEL_DIR
 _SAFE = re.compile(r"[A-Za-z0-9_.:/@+=-]{1,250}")  # always fullmatch: "name\n" is not a name
@@ -534,13 +535,16 @@ def drift_record(model_name: str, day: str) -> dict[str, str] | None:
 
 
 def _audit(client: MlflowClient, key: str | None = None, **event: Any) -> dict[str, Any]:
-    """Record an event; a promotion or rejection is unique per (model, version, trigger), so a retry adds none.
+    """Record an event; a promotion or rejection is unique per (model, version, champion it replaced or
+    kept, trigger), so a retry adds none, while the same trigger promoting the version again from another
+    champion (a day cleared and re-run after a later promotion) is recorded again.
 
     A manual rollback is unique per call; an automatic one passes its own ``key``.
     """
     if key is None:
         unique = time.time_ns() if event["event"] == "rollback" else ""
-        key = audit.event_key(event["event"], event["model"], event["version"], event["trigger"], unique)
+        parts = (event["event"], event["model"], event["version"], event["trigger"], event["from_version"] or "")
+        key = audit.event_key(*parts, unique)
     return audit.record(client, _experiment(client, audit.AUDIT_EXPERIMENT), key=key, **event)
 
 
@@ -656,6 +660,8 @@ def reject(
 ) -> dict[str, Any]:
     """Keep the champion; tag the candidate rejected with the reason (it stays for inspection); audit.
 
+    A version that has served as champion is not re-tagged (``served: True``, nothing written): its
+    promotion stays true in the audit log, and it stays what a rollback may go back to.
     ``status="stale"``: it was judged against a champion that has been replaced since; unlike
     a rejection, a stale version may be judged again (the re-run of its day) and promoted.
     """
@@ -663,10 +669,16 @@ def reject(
         raise RegistryError(f"reject: status must be rejected or {STALE}, not {status!r}")
     client = _client()
     version = str(version)
-    _version(client, _check("model", model_name), version)
+    mv = _version(client, _check("model", model_name), version)
     current = _alias(client, model_name, CHAMPION)
     if current == version:
         raise RegistryError(f"{model_name} v{version} is the champion; roll back before rejecting it")
+    if _has_served(model_name, mv):
+        # judged again after it served (its day re-run after a later promotion): its record stays as it
+        # is (approved, a rollback target, or rolled_back); the audit log keeps its promotion true
+        kept = f"v{version} served as champion already; its record is kept ({mv.tags.get('validation_status')})"
+        return {"model": model_name, "version": version, "champion": current, "changed": False, "event": None,
+                "served": True, "reason": kept}  # fmt: skip
     _tag_decision(client, model_name, version, status, decision)
     client.set_model_version_tag(model_name, version, "rejected_at", _stamp())
     event = _audit(
@@ -674,6 +686,13 @@ def reject(
         trigger=trigger, reason=decision.reason,
     )  # fmt: skip
     return {**event, "champion": current}
+
+
+def _has_served(model_name: str, mv: ModelVersion) -> bool:
+    """Whether ``champion`` ever named the version (a promotion or a rollback moved it there)."""
+    if "promoted_at" in mv.tags or mv.tags.get("validation_status") == ROLLED_BACK:
+        return True
+    return any(e["version"] == str(mv.version) for e in history(model_name) if e["event"] in ("promote", "rollback"))
 
 
 def rollback(
@@ -701,6 +720,11 @@ def rollback(
     current = _alias(client, model_name, CHAMPION)
     if current is None:
         raise RegistryError(f"{model_name}: no previous champion to roll back to (no version has served yet)")
+    interrupted = _interrupted_rollback(client, model_name, current)
+    if interrupted is not None:  # an earlier rollback moved champion and died before its record: finish it
+        finished = _finish_rollback(client, model_name, **interrupted)
+        if to is None or str(to) == current:
+            return finished
     target = str(to) if to is not None else fallback(model_name, current)
     if target is None:
         raise RegistryError(
@@ -722,11 +746,43 @@ def rollback(
         raise RegistryError(f"{model_name} v{target} was never approved (status {status}); refusing to roll back to it")
     if target == current:
         return {"model": model_name, "version": target, "champion": target, "changed": False, "event": None}
-    # the alias first: champion always names a complete, approved version, whatever a crash interrupts
+    # the intent, then the alias: champion always names a complete, approved version whatever a crash
+    # interrupts, and a crash after the alias moved is finished by the next rollback (_interrupted_rollback)
+    intent = {"to": target, "trigger": trigger, "reason": reason[:2000], "key": key}
+    client.set_model_version_tag(model_name, current, ROLLING_BACK, json.dumps(intent))
     client.set_registered_model_alias(model_name, CHAMPION, target)
-    client.set_model_version_tag(model_name, current, "validation_status", ROLLED_BACK)
-    client.set_model_version_tag(model_name, current, "rolled_back_at", _stamp())
-    client.set_model_version_tag(model_name, current, "rolled_back_reason", reason[:5000])
+    return _finish_rollback(client, model_name, demoted=current, target=target, trigger=trigger, reason=reason, key=key)
+
+
+def _interrupted_rollback(client: MlflowClient, model_name: str, champion_version: str) -> dict[str, Any] | None:
+    """A rollback that moved ``champion`` and died before writing its record, to be finished; else None.
+
+    Its trace: the audit log still ends at the version it rolled back from, and that version
+    carries the rollback's intent (tag ``rolling_back_to``) naming the version that is champion now.
+    """
+    last = _last_champion_event(model_name)
+    if last is None or last["version"] in (None, champion_version):
+        return None
+    try:
+        raw = _version(client, model_name, last["version"]).tags.get(ROLLING_BACK)
+        intent = json.loads(raw) if raw else None
+    except (RegistryError, json.JSONDecodeError):
+        return None
+    if not isinstance(intent, dict) or intent.get("to") != champion_version:
+        return None
+    return {
+        "demoted": last["version"], "target": champion_version, "trigger": str(intent.get("trigger")),
+        "reason": str(intent.get("reason")), "key": intent.get("key"),
+    }  # fmt: skip
+
+
+def _finish_rollback(
+    client: MlflowClient, model_name: str, *, demoted: str, target: str, trigger: str, reason: str, key: str | None
+) -> dict[str, Any]:
+    """After ``champion`` moved to ``target``: tag ``demoted`` rolled back, point ``previous``, write the event."""
+    client.set_model_version_tag(model_name, demoted, "validation_status", ROLLED_BACK)
+    client.set_model_version_tag(model_name, demoted, "rolled_back_at", _stamp())
+    client.set_model_version_tag(model_name, demoted, "rolled_back_reason", reason[:5000])
     previous = fallback(model_name, target)
     if previous is None:
         if _alias(client, model_name, PREVIOUS) is not None:
@@ -734,7 +790,7 @@ def rollback(
     else:
         client.set_registered_model_alias(model_name, PREVIOUS, previous)
     event = _audit(
-        client, event="rollback", model=model_name, version=target, from_version=current,
+        client, event="rollback", model=model_name, version=target, from_version=demoted,
         trigger=trigger, reason=reason, key=key,
     )  # fmt: skip
     return {**event, "champion": target, "previous": previous, "changed": True}

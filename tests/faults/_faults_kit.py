@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _invariants import assert_audit_consistent, assert_champion_safe
 from _project import quick_forecaster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -315,9 +316,12 @@ def inspect(model: str) -> dict:
         "previous": registry._alias(client, model, registry.PREVIOUS),
         "champion_loadable": loadable,
         "versions": {
-            str(mv.version): {k: mv.tags.get(k) for k in ("validation_status", "artifacts_complete", "run_key", "kind")}
+            str(mv.version): {
+                k: mv.tags.get(k) for k in ("validation_status", "artifacts_complete", "run_key", "kind", "run_id")
+            }
             for mv in versions
         },
+        "runs": model_runs(client, model),
         "audit": registry.history(model),
         "data_version": store.current_version(),
         "partitions": partitions,
@@ -329,6 +333,24 @@ def inspect(model: str) -> dict:
         if settings.quarantine_dir.exists()
         else [],
     }
+
+
+def model_runs(client: Any, model: str) -> dict[str, dict]:
+    """The model's MLflow runs: status, run key, whether complete or closed as crashed, top-level artifacts."""
+    experiment = client.get_experiment_by_name(model)
+    if experiment is None:
+        return {}
+    runs = {}
+    for run_ in client.search_runs([experiment.experiment_id], max_results=1000):
+        tags = run_.data.tags
+        runs[run_.info.run_id] = {
+            "status": run_.info.status,
+            "run_key": tags.get("run_key"),
+            "artifacts_complete": tags.get("artifacts_complete"),
+            "closed_as_crashed": "lifelong.closed_as_crashed" in tags,
+            "artifacts": sorted(f.path for f in client.list_artifacts(run_.info.run_id)),
+        }
+    return runs
 
 
 def dvc_state() -> dict:
@@ -373,43 +395,21 @@ def day_versions(info: dict, the_day: str) -> dict[str, dict]:
     return {v: tags for v, tags in info["versions"].items() if f"/daily/{the_day}/" in (tags.get("run_key") or "")}
 
 
+def day_runs(info: dict, the_day: str) -> dict[str, dict]:
+    """The MLflow runs logged for ``the_day`` (registered or not)."""
+    return {r: run_ for r, run_ in info["runs"].items() if f"/daily/{the_day}/" in (run_["run_key"] or "")}
+
+
 def assert_safe(info: dict, *, audit_may_lag: bool = False) -> None:
     """What must hold at every instant, even right after a kill -9.
 
     ``audit_may_lag``: killed between moving the alias and writing its audit event, the
     log ends one promotion short (the re-run writes it); it then replays to ``previous``.
     """
-    if info["champion"] is not None:
-        assert info["champion_loadable"] is True, info["champion_loadable"]
-        tags = info["versions"][info["champion"]]
-        assert tags["artifacts_complete"] == "true" and tags["validation_status"] == "approved", tags
+    assert_champion_safe(info)
     assert info["lock_free"], "the store lock is still held by a dead process"
     assert info["tmp_files"] == [], info["tmp_files"]
     assert_audit_consistent(info, lagging=audit_may_lag)
-
-
-def assert_audit_consistent(info: dict, *, lagging: bool = False) -> None:
-    """The audit log replays to the current champion: each event starts from the champion before it."""
-    current: str | None = None
-    promoted: set[str] = set()
-    demoted = {e["from"] for e in info["audit"] if e["event"] == "rollback"}  # tagged rolled_back since
-    for event in info["audit"]:
-        version = event["version"]
-        if event["event"] in ("promote", "rollback"):
-            assert event["from"] == current, f"{event} does not start from champion {current}"
-            if event["event"] == "promote":
-                assert version not in promoted, f"v{version} promoted twice: {info['audit']}"
-                promoted.add(version)
-            tags = info["versions"][version]
-            status = tags["validation_status"]
-            ok = status == "approved" or (status == "rolled_back" and version in demoted)
-            assert tags["artifacts_complete"] == "true" and ok, (event, tags)
-            current = version
-        else:
-            assert event["from"] == current and version != current, f"{event} (champion {current})"
-            assert info["versions"][version]["validation_status"] == "rejected", event
-    expected = {info["champion"], info["previous"]} if lagging else {info["champion"]}
-    assert current in expected, f"audit replays to {current}, champion is {info['champion']}"
 
 
 def assert_day_correct(info: dict, the_day: str, rows: int = 48) -> None:

@@ -73,6 +73,9 @@ def test_enospc_while_logging_the_candidate(base):
     kit.assert_safe(info)
     assert info["champion"] == base.first_run["promote"]["champion"]
     assert kit.day_versions(info, the_day) == {}  # nothing registered for the day
+    ((_, run_),) = kit.day_runs(info, the_day).items()  # the run marked FAILED, its partial artifacts kept
+    assert run_["status"] == "FAILED" and run_["artifacts_complete"] is None, run_
+    assert "state" in run_["artifacts"] and "model" not in run_["artifacts"], run_
 
     kit.ok(kit.run(project, "run_day", kit.MODEL, the_day))
     kit.assert_day_correct(kit.ok(kit.run(project, "_faults_kit:inspect", kit.MODEL)), the_day)

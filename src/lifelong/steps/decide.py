@@ -92,6 +92,8 @@ def reject(model: str, decision: DecisionResult, *, run_info: RunInfo | dict | N
 def _rejected(ctx: Context, decision: DecisionResult, *, status: str = "rejected") -> RegistryOutcome:
     version = decision["version"]
     outcome = registry.reject(ctx.model, version, _gate_decision(decision), trigger=ctx.run.trigger, status=status)
+    if outcome.get("served"):  # judged again after it served: its record and card stay as they are
+        return outcome  # type: ignore[return-value]
     champion = outcome.get("champion")
     stays = f"not promoted: v{champion} stays champion" if champion else "not promoted"
     cards.write(ctx, version, status="rejected", reason=decision["reason"], replaced=None, note=stays)
