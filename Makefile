@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint ui bench bench-quick clean-stores
+.PHONY: setup demo test lint ui bench bench-quick soak clean-stores
 
 $(STAMP): pyproject.toml requirements.txt
 	@command -v $(PY) >/dev/null || { echo "lifelong needs $(PY) on PATH"; exit 1; }
@@ -43,6 +43,9 @@ bench: $(VENV)/.bench-installed  ## the full benchmark suite -> bench/RESULTS.md
 
 bench-quick: $(VENV)/.bench-installed  ## the same tables on small settings, under 10 minutes
 	$(BIN)/python -m bench.run --quick
+
+soak: setup  ## the chaos soak: 30 days, one seeded fault a day (LIFELONG_SOAK_SEED picks another draw)
+	LIFELONG_SOAK_DAYS=$${LIFELONG_SOAK_DAYS:-30} $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/faults/test_soak.py
 
 clean-stores:  ## forget every run, model and data version of the embedded stores (landing files too)
 	rm -rf .lifelong data .dvc/cache .dvc/tmp reports

@@ -266,6 +266,55 @@ def build_base(model: str, days: list[str]) -> dict:
     return run.run_day(model, days[-1])
 
 
+def land(first: str, days: int) -> int:
+    """Land ``days`` daily files from ``first`` (landing only, nothing stored); returns how many."""
+    from lifelong.data import landing
+
+    return len(landing.simulate(DATASET, dt.date.fromisoformat(first), days))
+
+
+def champion_weights(model: str) -> dict[str, list[float]]:
+    """The champion's weights, flattened per tensor (a tiny test model: JSON is fine)."""
+    from lifelong import registry
+
+    champion = registry.champion(model)
+    assert champion is not None, "no champion"
+    state = registry.load_state_of(model, champion)
+    return {name: t.detach().flatten().tolist() for name, t in state.model.state_dict().items()}
+
+
+def remote_verified() -> dict:
+    """Every object of the recorded data version, read from the DVC remote folder and re-hashed.
+
+    Stronger than ``dvc status --cloud`` (which trusts the object names): each object's bytes
+    must hash to the md5 its name and the version's manifest claim.
+    """
+    import hashlib
+
+    from lifelong.config import load_settings
+    from lifelong.data import store
+
+    settings = load_settings()
+    md5 = store.current_version()
+    root = settings.dvc_remote / "files" / "md5"
+
+    def obj(name: str) -> Path:
+        return root / name[:2] / name[2:]
+
+    manifest = obj(f"{md5}.dir")
+    bad: list[str] = []
+    if not manifest.is_file():
+        return {"version": md5, "objects": 0, "bad": [f"{md5}.dir missing"]}
+    if hashlib.md5(manifest.read_bytes()).hexdigest() != md5:
+        bad.append(f"{md5}.dir")
+    entries = json.loads(manifest.read_text())
+    for entry in entries:
+        path = obj(entry["md5"])
+        if not path.is_file() or hashlib.md5(path.read_bytes()).hexdigest() != entry["md5"]:
+            bad.append(entry["relpath"])
+    return {"version": md5, "objects": len(entries), "bad": bad}
+
+
 def decide_day(model: str, the_day: str) -> dict:
     """The daily steps after ``validate_ingest`` (the day is already stored), as ``run_day`` runs them."""
     from lifelong.data import store
@@ -311,9 +360,16 @@ def inspect(model: str) -> dict:
             lock_free = True
     except LifelongError:
         lock_free = False
+    experiment = client.get_experiment_by_name(model)
+    running = (
+        [r.info.run_id for r in client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")]
+        if experiment is not None
+        else []
+    )
     return {
         "champion": champion,
         "previous": registry._alias(client, model, registry.PREVIOUS),
+        "running_runs": running,
         "champion_loadable": loadable,
         "versions": {
             str(mv.version): {
