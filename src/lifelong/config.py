@@ -151,6 +151,9 @@ class GateSpec:
 
     value: dict[str, dict[str, float]] = field(default_factory=dict)
     change: dict[str, dict[str, float]] = field(default_factory=dict)
+    # change thresholds that only a task addition's evaluation can meet (its per-task metrics, e.g.
+    # ``task_mae/*``): added to ``change`` for task additions, never asked of a daily candidate
+    task_change: dict[str, dict[str, float]] = field(default_factory=dict)
     # forecasters: refuse a candidate whose day-ahead MAE is worse than the weekly seasonal naive's on
     # the same targets (MASE > 1) by more than this many percent; None turns the check off
     naive_tolerance_pct: float | None = 0.0

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from lifelong.config import ConfigError, GateSpec
@@ -132,11 +132,22 @@ def _change_check(metric: str, bound: str, limit: float, cand: Any, champ: Any) 
 
 
 def _validate(gate: GateSpec) -> None:
-    for section, allowed in (("value", VALUE_BOUNDS), ("change", CHANGE_BOUNDS)):
+    for section, allowed in (("value", VALUE_BOUNDS), ("change", CHANGE_BOUNDS), ("task_change", CHANGE_BOUNDS)):
         for metric, bounds in getattr(gate, section).items():
             for bound in bounds:
                 if bound not in allowed:
                     raise ConfigError(f"gate.{section}.{metric}.{bound}: unknown bound (allowed: {', '.join(allowed)})")
+
+
+def for_task_addition(gate: GateSpec) -> GateSpec:
+    """The gate of a task addition: ``change`` with ``task_change``'s thresholds added.
+
+    >>> rise = {"max_increase_pct": 10.0}
+    >>> g = for_task_addition(GateSpec(change={"mae": rise}, task_change={"task_mae/*": rise}))
+    >>> sorted(g.change)
+    ['mae', 'task_mae/*']
+    """
+    return replace(gate, change={**gate.change, **gate.task_change}, task_change={})
 
 
 def decide(candidate: dict[str, float], champion: dict[str, float] | None, gate: GateSpec) -> GateDecision:

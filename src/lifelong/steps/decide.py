@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from lifelong import decisions, notify, registry
 from lifelong.artifacts import ServingCheckFailed
-from lifelong.gate import GateDecision, decide
+from lifelong.gate import GateDecision, decide, for_task_addition
 from lifelong.steps import cards
 from lifelong.steps.context import Context, RunInfo
 from lifelong.steps.contracts import DecisionResult, EvaluationResult, RegistryOutcome, TaskEvaluationResult
@@ -28,7 +28,8 @@ def gate(
     made it champion.
     """
     ctx = Context.of(model, run_info)
-    decision = decide(evaluation["candidate"], evaluation.get("champion"), ctx.spec.gate)
+    spec = for_task_addition(ctx.spec.gate) if "tasks" in evaluation else ctx.spec.gate
+    decision = decide(evaluation["candidate"], evaluation.get("champion"), spec)
     version, judged_against = evaluation["version"], evaluation.get("champion_version")
     result = DecisionResult(
         model=model,
