@@ -143,11 +143,11 @@ def test_every_task_is_scored_in_mae_beside_the_naive_and_the_gate_decides(world
     assert stored["metric"] == "mae" and stored["matrix"] == matrix and stored["tasks"] == [DATASET, TASK]
     assert stored["naive"]["row"][1] == cand["weekly_naive_mae"]
 
-    from lifelong.gate import decide
+    from lifelong.gate import decide, for_task_addition
     from lifelong.steps.context import Context
 
     decision = results["gate"]
-    judged = decide(cand, evaluation["champion"], Context.of(MODEL).spec.gate)
+    judged = decide(cand, evaluation["champion"], for_task_addition(Context.of(MODEL).spec.gate))
     assert judged.approved == decision["approved"] and judged.reason == decision["reason"]
     checks = {(c["metric"], c["bound"]): c for c in judged.checks}
     assert ("mase", "max") in checks and (f"task_mae/{DATASET}", "max_increase_pct") in checks
