@@ -238,6 +238,12 @@ def test_mlflow_ui_shows_champion_previous_and_a_rolled_back_version(
     The last test to use the topology (conftest.py orders it so): the others expect the champion
     the daily runs left."""
     topo = production.topo
+    found = _mlflow(production, "model-versions/search", filter=f"name='{MODEL}'")["model_versions"]
+    served = [v["version"] for v in found if any(t["key"] == "promoted_at" for t in v.get("tags", []))]
+    assert len(served) >= 3, (
+        f"versions promoted: {served}; a rollback that leaves a `previous` needs three, as the days of "
+        "test_services.py promote: run the whole tests/production folder"
+    )
     demoted = _alias(production, "champion")
     done = subprocess.run(
         ["lifelong", "rollback", MODEL, "--reason", "seen in the UIs: a manual rollback by the browser test"],
