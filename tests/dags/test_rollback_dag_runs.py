@@ -3,21 +3,20 @@
 Through Airflow (``dag.test`` on an embedded SQLite metadata DB), with a local webhook; the
 watch is set to 5% worse on 2 consecutive days.
 
-Why the bad champion is injected rather than grown from a poisoned day: measured on these young
-models (3 warm-up days), a poisoned-but-valid day does not leave a champion that stays worse. A
-day of doubled demand, admitted by a lenient gate, gave a candidate within 0.6% of the version
-before it on the next day (that day's input windows carry the poisoned history for both
-models), and the update after it was 46% better again; a 20% bias made the next candidate
-*better*. So the test does what such a day does in the registry: the candidate that learned day
-``POISONED`` is a biased copy of the champion, forecasting about six standard deviations high,
-as doubled demand would teach it (copies 0.8 and 2 standard deviations high were recovered from
-by the very next update, and one with its output layer negated was as good as the champion:
-these young models learn fast and forecast little more than the level), and it is promoted as if
-the gate had approved it. The DAG then runs on: the next day
-has nothing to train (the bad version learned it already) and the watch finds it worse than the
-version it replaced; the day after, a candidate trained on top of it is still compared with that
-version, and ``champion`` moves back (audit ``trigger=auto:airflow:...``, the alert); the next
+The poison: a meter reading 15% high for three days (``BIASED``). Every batch is valid (the
+values are within the data set's ranges, so Great Expectations stores them), and the gate
+judges each candidate on one new day, which is a biased one too: the candidate that learned
+the first biased day is *better* than the champion on the second (measured: MAE -53%), so it
+is approved and promoted. The first days run without Airflow (the same steps, faster); from
+the last biased day on, the DAG runs: the watch finds the poisoned champion worse than the
+version it replaced (measured: +18%, then +127% once the meter reads right again), and on the
+second day ``champion`` moves back (audit ``trigger=auto:airflow:...``, the alert); the next
 update starts from the restored version.
+
+Measured on these young models (3 warm-up days), a single poisoned day does not slip past the
+gate: demand 30% high for one day failed the gate's value bound on the day it was judged on
+(MAE 1500.5 > 1500) and the next candidate, which learned it, was 506% worse. Before this
+test used a genuine poisoning it injected a biased copy of the champion (see git history).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from _project import project_with, quick_forecaster
 from _webhook import Webhook
@@ -39,9 +39,10 @@ MODEL = "demand_forecaster"
 DAG = f"lifelong_daily__{MODEL}"
 START = date(2012, 3, 1)
 WARMUP = 3
-DAYS = [START + timedelta(days=i) for i in range(WARMUP + 4)]
-POISONED = DAYS[WARMUP]  # the first model's day: the bad version is the candidate that learned it
-AFTER = DAYS[WARMUP + 1 :]  # run through Airflow: nothing to train, the rollback, an update from the restored
+DAYS = [START + timedelta(days=i) for i in range(WARMUP + 7)]
+BIASED = DAYS[WARMUP + 2 : WARMUP + 5]  # the meter reads high from the third model day, for three days
+BIAS = 1.15
+AFTER = DAYS[WARMUP + 4 :]  # run through Airflow: the last biased day, the rollback, an update from the restored
 ROLLBACK_DAYS = 2
 
 
@@ -63,38 +64,17 @@ def world(tmp_path_factory: pytest.TempPathFactory):
             shutil.rmtree(project, ignore_errors=True)
 
 
-def _slipped_past_the_gate(good: str, ingest: dict) -> str:
-    """Register and promote a biased copy of ``good`` that has learned ``POISONED``."""
-    import torch
+def _bias_the_meter(days: list[date]) -> None:
+    """The landed batches of ``days`` with the target read ``BIAS`` times too high (valid values all)."""
+    from lifelong.config import load_params
+    from lifelong.data import landing
 
-    from lifelong import registry
-    from lifelong.config import to_jsonable
-    from lifelong.steps import decide, inputs
-    from lifelong.steps.context import Context
-
-    ctx = Context.of(MODEL)
-    state = registry.load_state_of(MODEL, good)
-    last = [m for m in state.model.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv1d)][-1]
-    with torch.no_grad():
-        last.bias.add_(6.0)  # forecasts ~6 standard deviations high: the level a meter reporting double teaches
-    state.trained_through = str(POISONED)
-    x, _ = inputs.forecast_days(ctx, inputs.snapshot(ctx, ingest["data_version"]), [POISONED], state.stats)
-    bad = registry.log_candidate(
-        MODEL, state, params={"model": to_jsonable(ctx.spec), "kind": "update", "train_days": [str(POISONED)]},
-        metrics={}, epoch_metrics=[], plots={},
-        lineage=registry.Lineage.of(ctx.run, ctx.spec, ingest["data_version"], "cpu"),
-        dataset_source="dvc://test", input_example=x[:1].numpy(), run_key="test/poisoned",
-    ).version  # fmt: skip
-    approved = {
-        "model": MODEL, "version": bad, "champion_version": good, "approved": True,
-        "reason": "approved: mae +4.0% <= 5% allowed (the poisoned day's bias slipped through)", "deltas": {},
-    }  # fmt: skip
-    # as the gate records it: the approval is on the version, which is what promote trusts
-    from lifelong import decisions
-
-    registry.record_decision(MODEL, bad, decisions.body(**approved, candidate={}, champion=None, data_version=None))
-    decide.promote(MODEL, approved)
-    return bad
+    target = str(load_params().datasets["vic_elec"].target)
+    for day in days:
+        path = landing.landed_file("vic_elec", str(day))
+        batch = pd.read_parquet(path)
+        batch[target] = batch[target] * BIAS
+        batch.to_parquet(path)
 
 
 def _run_days(project: Path, hook: Webhook) -> dict:
@@ -105,25 +85,40 @@ def _run_days(project: Path, hook: Webhook) -> dict:
 
     store.ensure_repo()
     landing.simulate("vic_elec", START, len(DAYS))
-    first = [run.run_day(MODEL, day) for day in DAYS[: WARMUP + 1]]  # the same steps, without Airflow: faster
-    good = registry.champion(MODEL)
-    bad = _slipped_past_the_gate(good, first[-1]["validate_ingest"])
+    _bias_the_meter(BIASED)
+    before = [run.run_day(MODEL, day) for day in DAYS if day < AFTER[0]]  # the same steps, without Airflow: faster
+    bad, good = registry.champion(MODEL), registry.previous(MODEL)
     results = {r["logical_date"]: r for r in run_dag(DAG, [str(d) for d in AFTER])}
     reports = {
         str(d): json.loads((project / ".lifelong" / "reports" / MODEL / "daily" / f"{d}.json").read_text())
         for d in AFTER
     }
-    return {"good": good, "bad": bad, "results": results, "reports": reports, "alerts": list(hook.documents)}
+    return {
+        "good": good, "bad": bad, "before": before, "results": results, "reports": reports,
+        "alerts": list(hook.documents),
+    }  # fmt: skip
+
+
+def test_a_biased_meter_slips_past_validation_and_the_gate(world):
+    """The bad champion is grown, not made: its biased days were stored, it learned one, the gate approved it."""
+    good, bad, before = world["good"], world["bad"], world["before"]
+    for day, result in zip(DAYS, before, strict=False):  # every batch valid: stored, none quarantined
+        assert result["validate_ingest"]["rows"] == 48, (day, result)
+    by_version = {r["update"]["version"]: r for r in before if "update" in r}
+    assert by_version[good]["update"]["train_days"][-1] < str(BIASED[0])  # the version it replaced: clean
+    assert by_version[bad]["update"]["train_days"] == [str(BIASED[0])], by_version[bad]["update"]
+    assert by_version[bad]["gate"]["approved"] and by_version[bad]["promote"]["champion"] == bad, by_version[bad]
 
 
 def test_a_champion_that_slipped_past_the_gate_is_rolled_back_within_n_days(world):
+    """Promoted on the second biased day, rolled back on the second day after (the watch's ``days``)."""
     from lifelong import registry
 
     good, bad, reports, results = world["good"], world["bad"], world["reports"], world["results"]
     watched = {day: reports[day]["watch"] for day in sorted(reports)}
     summary = json.dumps(watched, indent=1)
     day1, day2, day3 = (str(d) for d in AFTER)
-    assert results[day1]["tasks"]["update"] == "skipped" and results[day1]["tasks"]["watch"] == "success"
+    assert results[day1]["tasks"]["update"] == "success" and results[day1]["tasks"]["watch"] == "success"
     assert (watched[day1]["status"], watched[day1]["shadow"], watched[day1]["streak"]) == ("worse", good, 1), summary
     assert watched[day2]["status"] == "rolled_back" and watched[day2]["shadow"] == good, summary
     assert results[day2]["tasks"]["watch"] == "success"

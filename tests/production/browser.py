@@ -123,9 +123,11 @@ class Page:
         self.evaluate(f"document.querySelector({json.dumps(selector)}).focus()")
         self.send("Input.insertText", {"text": value})
 
-    def screenshot(self, path: Path) -> Path:
-        """Save a PNG of the whole page."""
-        data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
+    def screenshot(self, path: Path, *, beyond_viewport: bool = True) -> Path:
+        """Save a PNG of the whole page (of the viewport only with ``beyond_viewport=False``: for pages
+        such as MLflow's artifact view, of which Chromium captures a stale frame beyond the viewport)."""
+        params = {"format": "png", "captureBeyondViewport": beyond_viewport}
+        data = self.send("Page.captureScreenshot", params)["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path
