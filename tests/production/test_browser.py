@@ -38,6 +38,7 @@ REPORT_DIR = REPO / "reports" / "screenshots"
 # the daily DAG's decision, then the watch (automatic rollback) and publish after either branch
 DECISION_EDGES = [("gate", "promote"), ("gate", "reject"), ("promote", "watch"), ("reject", "watch")]
 PUBLISH_EDGES = [("watch", "publish"), ("publish", "report")]
+SHIFT_EDGES = [("task_shift", "consolidate"), ("task_shift", "update"), ("consolidate", "update")]
 # a promise that resolves once the graph's pan and zoom have not changed for half a second
 SETTLED = """new Promise(done => {
   const transform = () => document.querySelector('.react-flow__viewport').style.transform;
@@ -181,9 +182,9 @@ def test_airflow_ui_shows_the_daily_graph_with_the_publish_and_rollback_paths(
         ".map(n => [n.dataset.id, n.innerText.replace(/\\s+/g, ' ').trim()]))"
     )
     edges = set(page.evaluate("[...document.querySelectorAll('.react-flow__edge')].map(e => e.ariaLabel)"))
-    decorators = {task: "@task.branch" if task == "gate" else "@task" for task in states}
+    decorators = {task: "@task.branch" if task in ("gate", "task_shift") else "@task" for task in states}
     assert nodes == {task: f"{task} {decorators[task]} {state}" for task, state in states.items()}, nodes
-    assert {f"Edge from {a} to {b}" for a, b in DECISION_EDGES + PUBLISH_EDGES} <= edges, edges
+    assert {f"Edge from {a} to {b}" for a, b in SHIFT_EDGES + DECISION_EDGES + PUBLISH_EDGES} <= edges, edges
     assert DAILY in text and last["dag_run_id"] in text
 
 

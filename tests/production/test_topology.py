@@ -70,9 +70,13 @@ def test_update_runs_on_the_gpu_worker(production: Production) -> None:
     assert first["update"]["queue"] == "gpu"
     assert first["update"]["hostname"] == "airflow-worker-gpu"
     assert first["promote"]["state"] == "success"
-    for tis in by_day.values():  # every other task that ran, ran on the default worker
-        ran = {t: ti for t, ti in tis.items() if ti["state"] == "success" and t != "update"}
-        assert ran and {ti["hostname"] for ti in ran.values()} == {"airflow-worker"}, ran
+    gpu_tasks = {"update", "consolidate"}  # the daily DAG's two training steps: queue gpu
+    for tis in by_day.values():
+        ran = {t: ti for t, ti in tis.items() if ti["state"] == "success"}
+        on_default = {t: ti for t, ti in ran.items() if t not in gpu_tasks}
+        on_gpu = {t: ti for t, ti in ran.items() if t in gpu_tasks}
+        assert on_default and {ti["hostname"] for ti in on_default.values()} == {"airflow-worker"}, ran
+        assert all(ti["queue"] == "gpu" and ti["hostname"] == "airflow-worker-gpu" for ti in on_gpu.values()), ran
 
 
 def test_mlflow_server_registry_has_the_champion(production: Production) -> None:
