@@ -155,7 +155,8 @@ class GateSpec:
     # ``task_mae/*``): added to ``change`` for task additions, never asked of a daily candidate
     task_change: dict[str, dict[str, float]] = field(default_factory=dict)
     # forecasters: refuse a candidate whose day-ahead MAE is worse than the weekly seasonal naive's on
-    # the same targets (MASE > 1) by more than this many percent; None turns the check off
+    # the same targets (MASE > 1) by more than this many percent; classifiers: whose new task's accuracy
+    # is below the majority class's on the same recordings by more than this; None turns the check off
     naive_tolerance_pct: float | None = 0.0
 
 

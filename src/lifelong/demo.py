@@ -191,6 +191,8 @@ def summary(daily: list[dict]) -> str:
         lines.append("  " + " " * 12 + "".join(f"{t:>9}" for t in matrix["tasks"]))
         for task, row in zip(matrix["tasks"], matrix["acc_matrix"], strict=False):
             lines.append(f"  {task:<12}" + "".join(f"{v:9.3f}" for v in row))
+        if matrix.get("majority_accuracy"):  # versions logged before the baseline was recorded have none
+            lines.append(f"  {'majority':<12}" + "".join(f"{v:9.3f}" for v in matrix["majority_accuracy"]))
     lines += _published_forecast(settings)
     lines += [
         "where to look:",

@@ -9,6 +9,9 @@ threshold, both keyed by metric name (``mae``, ``retention_mae``, ``accuracy``,
 * a forecaster's day-ahead MASE (its MAE over the weekly seasonal naive's on the same targets)
   may not exceed ``1 + naive_tolerance_pct / 100``: a model that loses to copying last week is
   refused (``naive_tolerance_pct: null`` turns this off);
+* likewise a classifier's accuracy on its new task may not fall below the accuracy of always
+  answering the majority class of that task's training labels (``majority_accuracy``) by more
+  than ``naive_tolerance_pct`` percent;
 * **change** thresholds bound the candidate against the champion, measured on the same
   data: ``max_increase_pct``, ``max_increase`` (for errors), ``max_drop``,
   ``max_drop_pct`` (for accuracies; ``max_drop: 0.05`` is "no more than 5 points" for an
@@ -34,6 +37,8 @@ True
 {'mae': 80.0}
 >>> decide({"mae": 800.0, "mase": 1.07}, None, spec).reason
 'rejected: worse than the weekly seasonal naive forecast (mase 1.07 > max 1)'
+>>> decide({"accuracy": 0.55, "majority_accuracy": 0.6}, None, GateSpec()).reason
+'rejected: no better than always answering the majority class (accuracy 0.55 < min 0.6)'
 >>> acc = GateSpec(change={"task_acc/*": {"max_drop": 0.05}})
 >>> decide({"task_acc/A": 0.80, "task_acc/B": 0.9}, {"task_acc/A": 0.90}, acc).reason
 'rejected: task_acc/A dropped 0.1 > 0.05 allowed'
@@ -169,6 +174,13 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, gate:
         check = _value_check("mase", "max", limit, candidate.get("mase"))
         if not check["passed"]:
             check["detail"] = f"worse than the weekly seasonal naive forecast ({check['detail']})"
+        checks.append(check)
+    if gate.naive_tolerance_pct is not None and "majority_accuracy" in candidate:
+        majority = candidate["majority_accuracy"]
+        limit = majority * (1.0 - gate.naive_tolerance_pct / 100.0) if _finite(majority) else math.nan
+        check = _value_check("accuracy", "min", limit, candidate.get("accuracy"))
+        if not check["passed"]:
+            check["detail"] = f"no better than always answering the majority class ({check['detail']})"
         checks.append(check)
     if champion is not None:
         for pattern, bounds in gate.change.items():

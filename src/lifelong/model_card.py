@@ -94,7 +94,8 @@ def facts_of(model: str, version: str, record: dict[str, Any], **decided: Any) -
     """The facts of ``version`` from its MLflow record (tags, params, metrics) plus the decision.
 
     The evaluation's figures (``eval_*``) win over the ones the update logged; naive baselines
-    are any metric named ``naive_*``, shown beside the model's error when the evaluation has them.
+    are any metric named ``naive_*`` (or a classifier's ``majority_*``), shown beside the model's error
+    when the evaluation has them.
 
     >>> record = {"tags": {"kind": "update", "dataset": "vic_elec", "data_version": "ab"},
     ...           "params": {"train_days": '["2012-03-04"]', "model.strategy.name": "replay"},
@@ -106,9 +107,11 @@ def facts_of(model: str, version: str, record: dict[str, Any], **decided: Any) -
     tags, params, metrics = record.get("tags", {}), record.get("params", {}), record.get("metrics", {})
     measured = {**metrics, **{k.removeprefix("eval_"): v for k, v in metrics.items() if k.startswith("eval_")}}
     scores = {k: float(measured[k]) for k in _ERRORS if k in measured}
+    naive = ("naive_", "majority_")  # the forecasters' naive forecasts, the classifiers' majority class
     if not scores:
         scores = {k: float(v) for k, v in measured.items() if "accuracy" in k and "/" not in k}
-    baselines = {k: float(v) for k, v in sorted(measured.items()) if k.startswith("naive_")}
+        scores = {k: v for k, v in scores.items() if not k.startswith(naive)}
+    baselines = {k: float(v) for k, v in sorted(measured.items()) if k.startswith(naive) and "/" not in k}
     if "tasks" not in decided:  # a task addition names its task; a forecaster's caller names its target
         decided["tasks"] = (params["task"],) if params.get("task") else ()
     return CardFacts(

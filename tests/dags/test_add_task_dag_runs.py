@@ -51,6 +51,10 @@ def test_second_task_consolidates_and_fills_the_accuracy_matrix(runs):
     matrix = registry.read_json(MODEL, str(latest), "eval/accuracy_matrix.json")
     assert matrix["tasks"] == ["M1", "M2"]
     assert [len(row) for row in matrix["acc_matrix"]] == [1, 2]
+    # beside each task's accuracy, the majority class's on the same test recordings (4 balanced classes)
+    assert len(matrix["majority_accuracy"]) == 2 and all(0.0 < m < 0.5 for m in matrix["majority_accuracy"])
+    logged = registry.version_record(MODEL, str(latest))["metrics"]
+    assert logged["majority_accuracy"] == matrix["majority_accuracy"][-1] and "majority_acc/M1" in logged
     state = registry.load_state_of(MODEL, str(latest))
     assert state.fisher is not None and state.anchors is not None  # consolidated before learning M2
 

@@ -49,6 +49,19 @@ def test_no_earlier_task_may_drop_more_than_the_allowed_points() -> None:
     assert decide(kept, champion, CLASSIFY).approved  # the new task B has no champion value: not a change check
 
 
+def test_a_classifier_no_better_than_the_majority_class_is_refused() -> None:
+    beaten = decide({"accuracy": 0.70, "majority_accuracy": 0.75}, None, CLASSIFY)
+    assert not beaten.approved
+    assert beaten.reason == "rejected: no better than always answering the majority class (accuracy 0.7 < min 0.75)"
+    assert decide({"accuracy": 0.80, "majority_accuracy": 0.75}, None, CLASSIFY).approved
+    lenient = GateSpec(value=CLASSIFY.value, naive_tolerance_pct=10.0)  # 10% below the majority's 0.75: 0.675
+    assert decide({"accuracy": 0.70, "majority_accuracy": 0.75}, None, lenient).approved
+    off = GateSpec(value=CLASSIFY.value, naive_tolerance_pct=None)
+    assert decide({"accuracy": 0.70, "majority_accuracy": 0.75}, None, off).approved
+    unknown = decide({"accuracy": 0.9, "majority_accuracy": math.nan}, None, CLASSIFY)
+    assert not unknown.approved  # a baseline that could not be measured verifies nothing
+
+
 def test_missing_or_nan_metrics_fail_their_checks() -> None:
     assert not decide({"retention_mae": 1.0}, None, FORECAST).approved  # no mae: cannot verify the value bound
     nan = decide({"mae": math.nan}, None, FORECAST)

@@ -156,6 +156,19 @@ def model_accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
     return accuracy(predict(model, x), y)
 
 
+def majority_accuracy(train_labels: Tensor, y: Tensor) -> float:
+    """The classifiers' naive baseline: the accuracy on ``y`` of always answering the most frequent
+    class of ``train_labels`` (ties: the smallest label). A model is only as good as this.
+
+    >>> majority_accuracy(torch.tensor([1, 1, 0]), torch.tensor([1, 0, 1, 1]))
+    0.75
+    """
+    if train_labels.numel() == 0 or y.numel() == 0:
+        return float("nan")
+    majority = torch.bincount(train_labels.long().flatten()).argmax()
+    return float((y.long() == majority).float().mean())
+
+
 # --------------------------------------------------------------------------- naive baselines and scaled errors
 
 

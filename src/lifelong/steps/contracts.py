@@ -112,7 +112,8 @@ class TaskEvaluationResult(TypedDict):
     """``evaluate_all``: the new row of the task matrix and the scores the gate judges.
 
     ``metric``: ``accuracy`` (classifiers: ``acc_matrix``, ``average_accuracy``, ``backward_transfer``,
-    negative = forgetting) or ``mae`` (forecasters: ``average_mae``, ``backward_transfer_mae``,
+    negative = forgetting, and ``majority_accuracy``: each task's majority-class accuracy on the same
+    test recordings) or ``mae`` (forecasters: ``average_mae``, ``backward_transfer_mae``,
     positive = forgetting, and ``naive_mae``: the weekly naive's MAE of each task on the same days).
     """
 
@@ -131,6 +132,7 @@ class TaskEvaluationResult(TypedDict):
     average_mae: NotRequired[float]
     backward_transfer_mae: NotRequired[float]
     naive_mae: NotRequired[dict[str, float | None]]
+    majority_accuracy: NotRequired[dict[str, float]]
 
 
 class DecisionResult(TypedDict):

@@ -298,11 +298,15 @@ def evaluate_all(
         else:
             x, y = inputs.task_arrays(ctx, snap, name, "test")
             row.append(metrics.model_accuracy(cand.model, x, y))
+            naive_row.append(metrics.majority_accuracy(inputs.task_arrays(ctx, snap, name, "train")[1], y))
             if champ is not None and name in champ_tasks:
                 champ_scores[f"{key}/{name}"] = metrics.model_accuracy(champ.model, x, y)
     earlier = _earlier_rows(model, champion, champ_scores, champ_tasks) if champ else []
     matrix = [list(r) for r in earlier] + [row]
     scores.update({metric: row[-1], **{f"{key}/{n}": v for n, v in zip(tasks, row, strict=True)}})
+    if not forecaster:  # the majority class beside each task's accuracy, on the same test recordings
+        scores.update({f"majority_acc/{n}": v for n, v in zip(tasks, naive_row, strict=True)})
+        scores["majority_accuracy"] = naive_row[-1]  # the new task's: what the gate holds accuracy to
     if row[:-1]:
         scores[f"retention_{metric}"] = sum(row[:-1]) / len(row[:-1])
     if champ_scores:
@@ -316,14 +320,18 @@ def evaluate_all(
     registry.log_metrics(candidate["run_id"], {**scores, **summary})
     body: dict[str, Any] = {"metric": metric, "tasks": tasks, "matrix": matrix, "average": average,
                             "backward_transfer": transfer}  # fmt: skip
+    # the naive baseline does not depend on the model: one value per task, on the new row's test data
+    body["naive"] = {"metric": "weekly_naive_mae" if forecaster else "majority_accuracy", "row": naive_row}
     if forecaster:
-        # the naive forecast does not depend on the model: one value per task, on the new row's test days
-        body["naive"] = {"metric": "weekly_naive_mae", "row": naive_row}
         body["backward_transfer_sign"] = "positive: earlier tasks' MAE rose since they were learned (forgetting)"
     registry.log_figures(candidate["run_id"], {"task_matrix": plots.accuracy_matrix(matrix, tasks, metric=metric)})
     registry.log_json(candidate["run_id"], body, "eval/task_matrix.json")
     if not forecaster:
-        registry.log_json(candidate["run_id"], {"tasks": tasks, "acc_matrix": matrix}, "eval/accuracy_matrix.json")
+        registry.log_json(
+            candidate["run_id"], {"tasks": tasks, "acc_matrix": matrix, "majority_accuracy": naive_row},
+            "eval/accuracy_matrix.json",
+        )  # fmt: skip
+    naive = dict(zip(tasks, naive_row, strict=True))
     return TaskEvaluationResult(  # type: ignore[typeddict-item]
         model=model,
         version=candidate["version"],
@@ -334,7 +342,7 @@ def evaluate_all(
         matrix=matrix,
         candidate=scores,
         champion=champ_scores or None,
-        **({"acc_matrix": matrix} if not forecaster else {"naive_mae": dict(zip(tasks, naive_row, strict=True))}),
+        **({"acc_matrix": matrix, "majority_accuracy": naive} if not forecaster else {"naive_mae": naive}),
         **summary,
     )
 
