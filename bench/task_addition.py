@@ -187,6 +187,10 @@ def _tables(title: str, tasks: list[Task], outcomes: list[Outcome], spec: ModelS
         + [f"{o.seconds:.1f}"]
         for o in outcomes
     ]
+    # the naive baseline on the same test recordings: always the most frequent class of each task's train labels
+    majority = [metrics.majority_accuracy(t[2], t[4]) for t in tasks]
+    summary.append(["majority class", f"{100 * statistics.fmean(majority):.1f}", "-"]
+                   + [f"{100 * m:.1f}" for m in majority] + ["-"])  # fmt: skip
     seeds = len(outcomes[0].matrices)
     over = f"mean ± sd over {seeds} seeds" if seeds > 1 else "one seed"
     s = spec.strategy
@@ -197,7 +201,8 @@ def _tables(title: str, tasks: list[Task], outcomes: list[Outcome], spec: ModelS
         f"`{spec.name}`: {spec.train.epochs} epochs, batch {spec.train.batch_size}, lr {spec.train.lr}, "
         f"EWC lambda {s.ewc_lambda:g} (online gamma {s.gamma:g}), replay {s.replay_capacity} {s.replay_policy} "
         f"at ratio {s.replay_ratio:g}. ACC and BWT: {over}; per task: accuracy (%) after the last task"
-        f"{', mean over the seeds' if seeds > 1 else ''}; time: wall seconds per seed:",
+        f'{", mean over the seeds" if seeds > 1 else ""}; time: wall seconds per seed. "majority class": always '
+        "answering the most frequent class of each task's training labels, on the same test recordings:",
         "",
         md_table(["strategy", "ACC", "BWT", *names, "time (s)"], summary),
         "",
