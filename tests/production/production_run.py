@@ -31,7 +31,7 @@ WARMUP = 1
 # the first model (trained on START's windows, on day START+1) needs the two days before START
 HISTORY = 2
 # days landed after the caught-up ones, for test_services.py (which moves end_date on, a day at a time)
-EXTRA_DAYS = 3
+EXTRA_DAYS = 2
 # Airflow's retries in this project (params.yaml `retry`), short so that a failing task fails in seconds;
 # one retry is enough to see both the first try's and the last try's message
 RETRIES, RETRY_DELAY_S = 1, 3
