@@ -66,6 +66,7 @@ CHECKPOINTS = {
     "promote_alias": "registry.py promote: version tagged approved, the champion alias not moved yet",
     "audit": "registry.py promote: champion alias moved, the audit event not written yet",
     "alias_pair": "aliases.py apply: a recorded alias move has set `previous`, not yet `champion`",
+    "step_start": "steps/changes.py changes_model: a model-changing step called, its model's lock not asked for yet",
     "lock_held": "modellock.py hold: the model's lock just taken (outermost holder of this thread)",
     "lock_wait": "locks.py / modellock.py: a lock found held by another process, before waiting for it",
     "checkout": "data/store.py checkout: under the store lock, before the version is restored",

@@ -134,7 +134,7 @@ def test_a_version_whose_serving_model_does_not_load_is_rejected_with_the_reason
 
 
 def test_runs_a_crash_left_running_are_closed_by_the_next_run_unless_another_holds_the_model(store: Path) -> None:
-    from lifelong import locks, modellock, recovery
+    from lifelong import modellock, recovery
     from lifelong.config import load_settings
 
     client = registry._client()

@@ -18,7 +18,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from lifelong import modellock
+from lifelong import faults, modellock
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +34,7 @@ def changes_model(step: F) -> F:
 
         settings = load_settings()
         load_params(settings.params_path).model(model)  # refused with the known models' names
+        faults.checkpoint("step_start")
         first = modellock.depth(model) == 0  # the outermost step of this thread settles
         with modellock.hold(settings.home, model, f"{name} {model}"):
             if first:
