@@ -65,7 +65,12 @@ CHECKPOINTS = {
     "register": "registry.py _register: version registered, not yet tagged artifacts_complete",
     "promote_alias": "registry.py promote: version tagged approved, the champion alias not moved yet",
     "audit": "registry.py promote: champion alias moved, the audit event not written yet",
-    "alias_pair": "aliases.py apply: a recorded alias move has set `previous`, not yet `champion`",
+}
+
+# Where tests pause one process to force an interleaving with another (``pause:<name>``); not on the
+# soak's draw (lock_wait and checkout are not reached by an undisturbed day).
+INTERLEAVING_CHECKPOINTS = {
+    "alias_pair": "aliases.py complete: a recorded alias move has set `previous`, not yet `champion`",
     "step_start": "steps/changes.py changes_model: a model-changing step called, its model's lock not asked for yet",
     "lock_held": "modellock.py hold: the model's lock just taken (outermost holder of this thread)",
     "lock_wait": "locks.py / modellock.py: a lock found held by another process, before waiting for it",
