@@ -259,3 +259,25 @@ def test_a_kill_between_the_two_alias_writes_is_completed_by_the_next_step(pause
     now = info()
     assert [(e["event"], e["version"]) for e in now["audit"]] == [("promote", v1), ("promote", v2)]
     assert_consistent(now)
+
+
+def test_a_rollback_run_again_after_a_crash_inside_its_move_finishes_it_and_goes_no_further(pause, monkeypatch):
+    """``lifelong rollback`` (the step, under the lock) died between the alias writes; run again, it
+    completes its own move (v2 serves) instead of rolling back once more (to v1)."""
+    from lifelong.steps import decide
+
+    v1, v2, v3 = _log(1), _log(2), _log(3)
+    for version in (v1, v2, v3):
+        _champion(version)
+    monkeypatch.setenv(faults.ENV, "raise:alias_pair")
+    with pytest.raises(faults.InjectedCrash):
+        decide.rollback(MODEL, reason="v3 is bad")
+    monkeypatch.delenv(faults.ENV)
+    assert (registry.champion(MODEL), registry.previous(MODEL)) == (v3, v1)  # previous moved, champion not
+    again = decide.rollback(MODEL, reason="v3 is bad (again)")
+    assert (again["champion"], again["from"], again["reason"]) == (v2, v3, "v3 is bad")
+    now = info()
+    assert (now["champion"], now["previous"]) == (v2, v1)
+    assert now["versions"][v3]["validation_status"] == registry.ROLLED_BACK
+    assert [e["event"] for e in now["audit"]] == ["promote", "promote", "promote", "rollback"]
+    assert_consistent(now)

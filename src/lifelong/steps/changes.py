@@ -16,15 +16,28 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from lifelong import faults, modellock
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def changes_model(step: F) -> F:
-    """Run ``step(model, ...)`` holding ``model``'s lock (an unknown model is refused before it becomes a key)."""
+@overload
+def changes_model(step: F, *, settle: bool = True) -> F: ...
+@overload
+def changes_model(step: None = None, *, settle: bool = True) -> Callable[[F], F]: ...
+
+
+def changes_model(step: F | None = None, *, settle: bool = True) -> F | Callable[[F], F]:
+    """Run ``step(model, ...)`` holding ``model``'s lock (an unknown model is refused before it becomes a key).
+
+    ``settle=False``: the step completes a pending alias move itself (``rollback``: the re-run of a
+    rollback a crash interrupted finishes it and goes no further, which it could not tell once the
+    move had been completed for it).
+    """
+    if step is None:
+        return lambda found: changes_model(found, settle=settle)
     name = f"{step.__module__.rpartition('.')[2]}.{step.__name__}"
 
     @functools.wraps(step)
@@ -37,9 +50,8 @@ def changes_model(step: F) -> F:
         faults.checkpoint("step_start")
         first = modellock.depth(model) == 0  # the outermost step of this thread settles
         with modellock.hold(settings.home, model, f"{name} {model}"):
-            if first:
+            if first and settle:
                 registry.settle(model)
             return step(model, *args, **kwargs)
 
-    holding.__wrapped_step__ = step  # type: ignore[attr-defined]
     return holding  # type: ignore[return-value]

@@ -109,7 +109,7 @@ def _rejected(ctx: Context, decision: DecisionResult, *, status: str = "rejected
     return outcome  # type: ignore[return-value]
 
 
-@changes_model
+@changes_model(settle=False)  # registry.rollback settles: a re-run finishes its own interrupted rollback
 def rollback(
     model: str, *, to: str | None = None, reason: str, run_info: RunInfo | dict | None = None
 ) -> RegistryOutcome:
