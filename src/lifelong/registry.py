@@ -16,7 +16,9 @@ version that approves it against the champion of the moment (:mod:`lifelong.deci
 and a serving model that loads and answers its input example; promotion tags the version approved *before*
 moving the alias, so ``champion`` always names a complete, approved version whatever
 step a crash interrupts. Retries are idempotent: ``log_candidate`` is keyed by
-``run_key``, audit events by what they record.
+``run_key``, audit events by what they record. ``champion`` and ``previous`` move together as
+one recorded move (:mod:`lifelong.aliases`) that ``promote``, ``reject``, ``rollback`` and every
+model-changing step complete first when a crash left it pending (:func:`settle`).
 """
 
 from __future__ import annotations
