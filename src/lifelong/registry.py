@@ -741,8 +741,8 @@ def rollback(
     """
     client = _client()
     settled = _settle(client, _check("model", model_name))
-    if settled is not None and settled["event"] == "rollback" and (to is None or str(to) == settled["champion"]):
-        return settled  # the re-run of a rollback a crash interrupted: finished from its record, no further
+    if settled is not None and _own_rerun(settled, trigger, to):  # finished from its record, no further
+        return settled
     if key is not None:
         done = audit.find(client, _experiment(client, audit.AUDIT_EXPERIMENT), key)
         if done is not None:
@@ -788,6 +788,12 @@ def rollback(
         target, fallback(model_name, target, skip=current), event, _event_key(event, key), {current: demote}
     )
     return aliases.move(client, model_name, change, record=_recorder(client))
+
+
+def _own_rerun(settled: dict[str, Any], trigger: str, to: str | int | None) -> bool:
+    """Whether a rollback just completed from its record is the one being run again (same trigger and target)."""
+    same = settled["event"] == "rollback" and settled["trigger"] == trigger
+    return same and (to is None or str(to) == settled["champion"])
 
 
 def _interrupted_rollback(client: MlflowClient, model_name: str, champion_version: str) -> dict[str, Any] | None:
