@@ -43,7 +43,7 @@ def assert_audit_consistent(info: dict, *, lagging: bool = False) -> None:
             current = version
         else:
             assert event["from"] == current and version != current, f"{event} (champion {current})"
-            assert info["versions"][version]["validation_status"] == "rejected", event
+            assert info["versions"][version]["validation_status"] in ("rejected", "stale"), event
     expected = {info["champion"]}
     if lagging:
         expected |= {info["previous"]} | {v for v, tags in info["versions"].items() if _rolling_back_to(tags, info)}

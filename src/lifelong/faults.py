@@ -10,7 +10,12 @@ A checkpoint is one line in the code, ``faults.checkpoint("dvc_push")``. It does
 * ``LIFELONG_FAULT=raise:dvc_push``: :class:`InjectedCrash` is raised there, for tests that
   run steps in their own process (the registry's state machine): a ``BaseException``, so no
   ``except Exception`` on the way catches it, as nothing catches a kill. Unlike a kill,
-  context managers still exit (an MLflow run ends ``FAILED``, not ``RUNNING``).
+  context managers still exit (an MLflow run ends ``FAILED``, not ``RUNNING``);
+* ``LIFELONG_FAULT=pause:alias_pair``: the process stops there until a test lets it go, so that
+  a test forces an interleaving of two processes without timing: it writes
+  ``<name>.reached`` (its pid) into ``LIFELONG_FAULT_PAUSE_DIR`` and waits until
+  ``<name>.release`` appears there (:func:`reached`, :func:`release`). After
+  ``LIFELONG_FAULT_PAUSE_S`` (default 300) unreleased, it gives up with :class:`InjectedCrash`.
 
 Several faults may be listed, comma-separated. With ``LIFELONG_FAULT_MARKER`` set to a file
 path, a fault fires **once**: the first process to reach it creates the marker (atomically,
@@ -26,6 +31,12 @@ Traceback (most recent call last):
 OSError: [Errno 28] No space left on device (injected at checkpoint 'demo')
 >>> parse("train_epoch, enospc:dvc_push, raise:audit")
 {'train_epoch': 'kill', 'dvc_push': 'enospc', 'audit': 'raise'}
+>>> import tempfile; os.environ[PAUSE_DIR_ENV] = tempfile.mkdtemp()
+>>> os.environ[ENV] = "pause:demo"
+>>> release("demo"); checkpoint("demo")  # released beforehand: it passes at once
+>>> reached("demo", timeout=1)
+True
+>>> del os.environ[PAUSE_DIR_ENV]
 >>> del os.environ[ENV]
 """
 
@@ -34,10 +45,15 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import tempfile
+import time
+from pathlib import Path
 
 ENV = "LIFELONG_FAULT"
 MARKER_ENV = "LIFELONG_FAULT_MARKER"
-KINDS = ("kill", "enospc", "raise")
+PAUSE_DIR_ENV = "LIFELONG_FAULT_PAUSE_DIR"
+PAUSE_S_ENV = "LIFELONG_FAULT_PAUSE_S"
+KINDS = ("kill", "enospc", "raise", "pause")
 
 # The checkpoints placed in the code, where each one sits (docs/reliability.md lists them too).
 CHECKPOINTS = {
@@ -49,6 +65,16 @@ CHECKPOINTS = {
     "register": "registry.py _register: version registered, not yet tagged artifacts_complete",
     "promote_alias": "registry.py promote: version tagged approved, the champion alias not moved yet",
     "audit": "registry.py promote: champion alias moved, the audit event not written yet",
+}
+
+# Where tests pause one process to force an interleaving with another (``pause:<name>``); not on the
+# soak's draw (lock_wait and checkout are not reached by an undisturbed day).
+INTERLEAVING_CHECKPOINTS = {
+    "alias_pair": "aliases.py complete: a recorded alias move has set `previous`, not yet `champion`",
+    "step_start": "steps/changes.py changes_model: a model-changing step called, its model's lock not asked for yet",
+    "lock_held": "modellock.py hold: the model's lock just taken (outermost holder of this thread)",
+    "lock_wait": "locks.py / modellock.py: a lock found held by another process, before waiting for it",
+    "checkout": "data/store.py checkout: under the store lock, before the version is restored",
 }
 
 
@@ -84,6 +110,9 @@ def checkpoint(name: str) -> None:
         raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (injected at checkpoint {name!r})")
     if kind == "raise":
         raise InjectedCrash(f"crash injected at checkpoint {name!r}")
+    if kind == "pause":
+        _pause(name)
+        return
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -101,3 +130,41 @@ def _first_time(name: str) -> bool:
         fh.flush()
         os.fsync(fh.fileno())
     return True
+
+
+def pause_dir() -> Path:
+    """Where a paused process says it is waiting, and where a test lets it go."""
+    return Path(os.environ.get(PAUSE_DIR_ENV) or Path(tempfile.gettempdir()) / "lifelong-pause")
+
+
+def _pause(name: str) -> None:
+    folder = pause_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    go = folder / f"{name}.release"
+    tmp = folder / f".{name}.reached.{os.getpid()}"
+    tmp.write_text(f"{os.getpid()}\n")
+    tmp.replace(folder / f"{name}.reached")  # whole or absent: a test never reads half a pid
+    limit = float(os.environ.get(PAUSE_S_ENV) or 300)
+    deadline = time.monotonic() + limit
+    while not go.exists():
+        if time.monotonic() >= deadline:
+            raise InjectedCrash(f"paused at checkpoint {name!r} and never released ({go} after {limit:g} s)")
+        time.sleep(0.02)
+
+
+def reached(name: str, *, timeout: float = 60.0) -> bool:
+    """Wait until a process paused at checkpoint ``name`` (``pause:<name>``); False if none did in time."""
+    path = pause_dir() / f"{name}.reached"
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def release(name: str) -> None:
+    """Let the process paused at checkpoint ``name`` go on (or one that reaches it later pass at once)."""
+    folder = pause_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.release").touch()

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lifelong import faults
 from lifelong.errors import StoreBusy
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -56,24 +57,29 @@ def _holder(fd: int) -> str:
 
 
 @contextmanager
-def hold(path: Path, what: str, *, timeout: float | None = None) -> Iterator[None]:
+def hold(path: Path, what: str, *, timeout: float | None = None, busy: str = "store busy") -> Iterator[None]:
     """Hold the exclusive lock ``path`` while the block runs; wait up to ``timeout`` seconds.
 
-    Raises :class:`~lifelong.errors.StoreBusy`, naming the holder, when the wait runs out.
+    Raises :class:`~lifelong.errors.StoreBusy`, naming the holder, when the wait runs out
+    (its message starts with ``busy``). Found held, it passes checkpoint ``lock_wait`` once
+    (:mod:`lifelong.faults`) before it waits.
     """
     timeout = default_timeout() if timeout is None else timeout
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + timeout
+        deadline, waited = time.monotonic() + timeout, False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not waited:
+                    waited = True
+                    faults.checkpoint("lock_wait")
                 if time.monotonic() >= deadline:
                     raise StoreBusy(
-                        f"store busy: held by {_holder(fd)}; gave up after {timeout:g} s (lock {path})"
+                        f"{busy}: held by {_holder(fd)}; gave up after {timeout:g} s (lock {path})"
                     ) from None
                 time.sleep(0.05)
         info = {
@@ -103,11 +109,11 @@ def model_lock_path(home: Path, model: str) -> Path:
 
 
 def model_lock(home: Path, model: str, what: str, *, timeout: float | None = None) -> Iterator[None]:
-    """One run of ``model`` at a time under ``home`` (``run_day``, ``run_task``, an embedded DAG run).
+    """The file backend of ``model``'s lock (:mod:`lifelong.modellock`, which every caller goes through).
 
     ``model`` must be a model declared in params.yaml: its name becomes part of a path.
     """
-    return hold(model_lock_path(home, model), what, timeout=timeout)
+    return hold(model_lock_path(home, model), what, timeout=timeout, busy=f"model busy: {model}")
 
 
 def held_by_this_process(path: Path) -> bool:

@@ -8,8 +8,9 @@ with :func:`close_crashed_runs`, and only when that is safe:
 
 * only runs that started before this process did: a run this process opened is its own;
 * only while no other process can be writing a run of the model: every model-changing run
-  holds the model's lock (:func:`lifelong.locks.model_lock`). The lock is either held by
-  this process already (``run_day``, ``run_task``, the embedded runner), or taken here for
+  holds the model's lock (:mod:`lifelong.modellock`). The lock is either held by this
+  thread already (every model-changing step, ``run_day``, ``run_task``), inherited from the
+  embedded runner that started this process, or taken here for
   the moment of the cleanup without waiting. When another process holds it, nothing is
   touched: its runs may be live, and the next run after it closes what is left.
 """
@@ -20,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from lifelong import locks, registry
+from lifelong import modellock, registry
 from lifelong.errors import StoreBusy
 
 
@@ -37,11 +38,10 @@ def process_started_ms() -> int:
 def close_crashed_runs(home: Path, model: str, *, closed_by: str, started_ms: int | None = None) -> list[str]:
     """Mark FAILED the runs of ``model`` left RUNNING by processes that are gone; returns their ids."""
     before = process_started_ms() if started_ms is None else started_ms
-    path = locks.model_lock_path(home, model)
-    if locks.held_by_this_process(path):
+    if modellock.held_here(model):
         return registry.fail_runs_left_running(model, before, closed_by=closed_by)
     try:
-        with locks.hold(path, f"close crashed runs of {model}", timeout=0):
+        with modellock.hold(home, model, f"close crashed runs of {model}", timeout=0):
             return registry.fail_runs_left_running(model, before, closed_by=closed_by)
     except StoreBusy:
         return []

@@ -16,7 +16,9 @@ version that approves it against the champion of the moment (:mod:`lifelong.deci
 and a serving model that loads and answers its input example; promotion tags the version approved *before*
 moving the alias, so ``champion`` always names a complete, approved version whatever
 step a crash interrupts. Retries are idempotent: ``log_candidate`` is keyed by
-``run_key``, audit events by what they record.
+``run_key``, audit events by what they record. ``champion`` and ``previous`` move together as
+one recorded move (:mod:`lifelong.aliases`) that ``promote``, ``reject``, ``rollback`` and every
+model-changing step complete first when a crash left it pending (:func:`settle`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifelong import artifacts, audit, decisions, faults
+from lifelong import aliases, artifacts, audit, decisions, faults
 from lifelong.config import load_settings, params_hash
 from lifelong.errors import RegistryError
 
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Candidate", "Lineage", "champion", "find_candidate", "git_commit", "history",
     "load_state_from_run", "load_state_of", "log_candidate", "log_figures", "log_json", "log_metrics",
-    "log_state_run", "promote", "read_json", "reject", "rollback", "fallback",
+    "log_state_run", "promote", "read_json", "reject", "rollback", "fallback", "settle",
 ]  # fmt: skip
 
 CHAMPION, PREVIOUS = "champion", "previous"
@@ -541,11 +543,7 @@ def _audit(client: MlflowClient, key: str | None = None, **event: Any) -> dict[s
 
     A manual rollback is unique per call; an automatic one passes its own ``key``.
     """
-    if key is None:
-        unique = time.time_ns() if event["event"] == "rollback" else ""
-        parts = (event["event"], event["model"], event["version"], event["trigger"], event["from_version"] or "")
-        key = audit.event_key(*parts, unique)
-    return audit.record(client, _experiment(client, audit.AUDIT_EXPERIMENT), key=key, **event)
+    return audit.record(client, _experiment(client, audit.AUDIT_EXPERIMENT), key=_event_key(event, key), **event)
 
 
 def _stamp() -> str:
@@ -592,7 +590,8 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
     """
     client = _client()
     version = str(version)
-    mv = _version(client, _check("model", model_name), version)
+    _settle(client, _check("model", model_name))
+    mv = _version(client, model_name, version)
     if not decision.approved:
         raise RegistryError(f"{model_name} v{version}: the gate did not approve it ({decision.reason})")
     if not _complete(mv):
@@ -617,10 +616,12 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
     # approved first: whatever step a crash interrupts, champion names a complete, approved version
     _tag_decision(client, model_name, version, "approved", decision)
     faults.checkpoint("promote_alias")
-    if current != version:
-        if current is not None:
-            client.set_registered_model_alias(model_name, PREVIOUS, current)
-        client.set_registered_model_alias(model_name, CHAMPION, version)
+    if current != version:  # previous and champion, promoted_at and the event: one recorded move (aliases.py)
+        event = {"event": "promote", "model": model_name, "version": version, "from_version": current,
+                 "trigger": trigger, "reason": decision.reason}  # fmt: skip
+        stamp = {} if "promoted_at" in mv.tags else {version: {"promoted_at": _stamp()}}
+        change = aliases.Move(version, current, event, _event_key(event), stamp)
+        return aliases.move(client, model_name, change, record=_recorder(client), before_event="audit")
     faults.checkpoint("audit")
     if "promoted_at" not in mv.tags:
         client.set_model_version_tag(model_name, version, "promoted_at", _stamp())
@@ -641,6 +642,33 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
         "previous": _alias(client, model_name, PREVIOUS),
         "changed": current != version,
     }
+
+
+def _event_key(event: dict[str, Any], key: str | None = None) -> str:
+    """The key :func:`_audit` gives ``event`` (a rollback's made unique now, so that its record can repeat it)."""
+    if key is not None:
+        return key
+    unique = time.time_ns() if event["event"] == "rollback" else ""
+    parts = (event["event"], event["model"], event["version"], event["trigger"], event["from_version"] or "")
+    return audit.event_key(*parts, unique)
+
+
+def _recorder(client: MlflowClient) -> aliases.Record:
+    return lambda change: _audit(client, change.key, **change.event)
+
+
+def _settle(client: MlflowClient, model_name: str) -> dict[str, Any] | None:
+    """Complete the alias move a crash left pending on ``model_name`` (:mod:`lifelong.aliases`); its outcome."""
+    change = aliases.pending(client, model_name)
+    return None if change is None else aliases.complete(client, model_name, change, record=_recorder(client))
+
+
+def settle(model_name: str) -> dict[str, Any] | None:
+    """Complete a pending alias move of ``model_name``, if any: call under the model's lock.
+
+    Returns the completed move's outcome (its audit event, the aliases after it), or None.
+    """
+    return _settle(_client(), _check("model", model_name))
 
 
 def _last_champion_event(model_name: str) -> dict[str, Any] | None:
@@ -669,7 +697,8 @@ def reject(
         raise RegistryError(f"reject: status must be rejected or {STALE}, not {status!r}")
     client = _client()
     version = str(version)
-    mv = _version(client, _check("model", model_name), version)
+    _settle(client, _check("model", model_name))
+    mv = _version(client, model_name, version)
     current = _alias(client, model_name, CHAMPION)
     if current == version:
         raise RegistryError(f"{model_name} v{version} is the champion; roll back before rejecting it")
@@ -711,7 +740,9 @@ def rollback(
     when an event with that key is recorded already, nothing moves.
     """
     client = _client()
-    _check("model", model_name)
+    settled = _settle(client, _check("model", model_name))
+    if settled is not None and _own_rerun(settled, trigger, to):  # finished from its record, no further
+        return settled
     if key is not None:
         done = audit.find(client, _experiment(client, audit.AUDIT_EXPERIMENT), key)
         if done is not None:
@@ -746,12 +777,23 @@ def rollback(
         raise RegistryError(f"{model_name} v{target} was never approved (status {status}); refusing to roll back to it")
     if target == current:
         return {"model": model_name, "version": target, "champion": target, "changed": False, "event": None}
-    # the intent, then the alias: champion always names a complete, approved version whatever a crash
-    # interrupts, and a crash after the alias moved is finished by the next rollback (_interrupted_rollback)
+    # the intent on the demoted version, then one recorded move (aliases.py): champion always names a
+    # complete, approved version whatever a crash interrupts, and any later registry operation finishes it
     intent = {"to": target, "trigger": trigger, "reason": reason[:2000], "key": key}
     client.set_model_version_tag(model_name, current, ROLLING_BACK, json.dumps(intent))
-    client.set_registered_model_alias(model_name, CHAMPION, target)
-    return _finish_rollback(client, model_name, demoted=current, target=target, trigger=trigger, reason=reason, key=key)
+    event = {"event": "rollback", "model": model_name, "version": target, "from_version": current,
+             "trigger": trigger, "reason": reason[:5000]}  # fmt: skip
+    demote = {"validation_status": ROLLED_BACK, "rolled_back_at": _stamp(), "rolled_back_reason": reason[:5000]}
+    change = aliases.Move(
+        target, fallback(model_name, target, skip=current), event, _event_key(event, key), {current: demote}
+    )
+    return aliases.move(client, model_name, change, record=_recorder(client))
+
+
+def _own_rerun(settled: dict[str, Any], trigger: str, to: str | int | None) -> bool:
+    """Whether a rollback just completed from its record is the one being run again (same trigger and target)."""
+    same = settled["event"] == "rollback" and settled["trigger"] == trigger
+    return same and (to is None or str(to) == settled["champion"])
 
 
 def _interrupted_rollback(client: MlflowClient, model_name: str, champion_version: str) -> dict[str, Any] | None:
@@ -779,7 +821,10 @@ def _interrupted_rollback(client: MlflowClient, model_name: str, champion_versio
 def _finish_rollback(
     client: MlflowClient, model_name: str, *, demoted: str, target: str, trigger: str, reason: str, key: str | None
 ) -> dict[str, Any]:
-    """After ``champion`` moved to ``target``: tag ``demoted`` rolled back, point ``previous``, write the event."""
+    """After ``champion`` moved to ``target``: tag ``demoted`` rolled back, point ``previous``, write the event.
+
+    (A rollback interrupted by a crash before alias moves were recorded (:mod:`lifelong.aliases`).)
+    """
     client.set_model_version_tag(model_name, demoted, "validation_status", ROLLED_BACK)
     client.set_model_version_tag(model_name, demoted, "rolled_back_at", _stamp())
     client.set_model_version_tag(model_name, demoted, "rolled_back_reason", reason[:5000])
@@ -796,17 +841,19 @@ def _finish_rollback(
     return {**event, "champion": target, "previous": previous, "changed": True}
 
 
-def fallback(model_name: str, champion_version: str | int) -> str | None:
+def fallback(model_name: str, champion_version: str | int, *, skip: str | None = None) -> str | None:
     """The version a rollback from ``champion_version`` goes to, from the audit history.
 
     The newest version older than ``champion_version`` that served as champion (a promotion or
     a rollback moved ``champion`` to it) and is still ``approved`` (never rolled back) and
-    complete; None when there is none.
+    complete; None when there is none. ``skip``: a version about to be rolled back.
     """
     client = _client()
     served = {e["version"] for e in history(model_name) if e["event"] in ("promote", "rollback") and e["version"]}
     older = sorted((v for v in served if int(v) < int(champion_version)), key=int, reverse=True)
     for version in older:
+        if version == skip:
+            continue
         try:
             mv = _version(client, model_name, version)
         except RegistryError:  # deleted from the registry by hand

@@ -152,6 +152,9 @@ def test_airflow_services_share_image_and_configuration(compose: dict[str, Any])
         assert airflow_conf == {k: v for k, v in anchor.items() if k.startswith("AIRFLOW__")}, name
         assert service["volumes"] == compose["x-airflow-common"]["volumes"], name
     assert anchor["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    # the model lock is a PostgreSQL advisory lock on the metadata database the stack runs already
+    lock = interpolate([anchor["LIFELONG_LOCK_URL"]], {"AIRFLOW_DB_PASSWORD": "pw"})[0]
+    assert lock == "postgresql://airflow:pw@postgres:5432/airflow", lock
     assert anchor["AIRFLOW__CORE__AUTH_MANAGER"].endswith("SimpleAuthManager")
 
 

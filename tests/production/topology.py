@@ -452,6 +452,7 @@ def _airflow_env(
         "LIFELONG_DEVICE": "cpu",
         "LIFELONG_WORKER_QUEUES": "",
         "LIFELONG_ARTIFACT_ROOT": "mlflow-artifacts:/",
+        "LIFELONG_LOCK_URL": dbs.url(dbs.airflow_user, dbs.airflow_db),
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
         "MLFLOW_TRACKING_USERNAME": secrets_["mlflow_user"],
         "MLFLOW_TRACKING_PASSWORD": secrets_["mlflow_password"],

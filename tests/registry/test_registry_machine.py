@@ -291,7 +291,7 @@ def test_what_the_machine_found(store: Path, write_crasher: _WriteCrasher) -> No
     bless(v1)
     registry.promote(MODEL, v1, APPROVE, trigger="machine:1")
     bless(v2)
-    write_crasher.arm(5)  # promote's writes: 3 tags on the version, previous, champion
+    write_crasher.arm(6)  # promote's writes: 3 tags on the version, the recorded move (aliases.py), previous, champion
     with pytest.raises(faults.InjectedCrash, match="set_registered_model_alias"):
         registry.promote(MODEL, v2, APPROVE, trigger="machine:2")
     assert_safe_at_the_crash(registry_info())
@@ -299,7 +299,7 @@ def test_what_the_machine_found(store: Path, write_crasher: _WriteCrasher) -> No
     assert_invariants(registry_info())
     assert (registry.champion(MODEL), registry.previous(MODEL)) == (v2, v1)
 
-    write_crasher.arm(3)  # rollback's writes: its intent, champion, then the demoted version's tags
+    write_crasher.arm(5)  # rollback's writes: its intent, the recorded move, previous, champion, the demoted's tags
     with pytest.raises(faults.InjectedCrash, match="set_model_version_tag"):
         registry.rollback(MODEL, trigger="machine:ops", reason="v2 is bad")
     at_crash = registry_info()

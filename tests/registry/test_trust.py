@@ -134,7 +134,7 @@ def test_a_version_whose_serving_model_does_not_load_is_rejected_with_the_reason
 
 
 def test_runs_a_crash_left_running_are_closed_by_the_next_run_unless_another_holds_the_model(store: Path) -> None:
-    from lifelong import locks, recovery
+    from lifelong import modellock, recovery
     from lifelong.config import load_settings
 
     client = registry._client()
@@ -160,7 +160,7 @@ def test_runs_a_crash_left_running_are_closed_by_the_next_run_unless_another_hol
     assert client.get_run(crashed).info.status == "RUNNING"
 
     # the next run of the model (holding the lock, or taking it for the moment) closes the crashed run only
-    with locks.model_lock(home, MODEL, "run_day"):
+    with modellock.hold(home, MODEL, "run_day"):
         closed = recovery.close_crashed_runs(home, MODEL, closed_by="airflow:daily/run2", started_ms=now - 1000)
     assert closed == [crashed]
     run = client.get_run(crashed)

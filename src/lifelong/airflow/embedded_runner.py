@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
-from lifelong import locks
+from lifelong import locks, modellock
 from lifelong.config import TASKS_POOL, Settings, load_params, load_settings, pool_name
 from lifelong.errors import LifelongError
 
@@ -104,7 +104,9 @@ def run_dag(
     embedded DAG run at a time per lifelong home (its SQLite metadata database allows one
     writer anyway), holding the model's lock, the one ``steps.run.run_day`` takes, so that a CLI
     run of the same model waits too. A second trigger waits up to ``LIFELONG_RUN_WAIT_S``
-    (default an hour), then fails naming the run it waited for.
+    (default an hour), then fails naming the run it waited for. The ``dag.test`` child inherits
+    the model's lock (``LIFELONG_MODEL_LOCK_INHERITED``): its steps take it without waiting for
+    their own parent.
     """
     settings = settings or load_settings()
     with contextlib.ExitStack() as held:
@@ -113,8 +115,8 @@ def run_dag(
         held.enter_context(locks.hold(settings.home / "locks" / "airflow-embedded.lock", what, timeout=wait))
         model = _model_of(dag_id, conf, load_params().models)
         if model is not None:
-            held.enter_context(locks.model_lock(settings.home, model, what, timeout=wait))
-        return _run_dag(dag_id, logical_dates, conf, settings, on_result)
+            held.enter_context(modellock.hold(settings.home, model, what, timeout=wait))
+        return _run_dag(dag_id, logical_dates, conf, settings, on_result, model)
 
 
 def _model_of(dag_id: str, conf: dict | None, declared: Collection[str]) -> str | None:
@@ -138,8 +140,11 @@ def _run_dag(
     conf: dict | None,
     settings: Settings,
     on_result: Callable[[dict], None] | None,
+    model: str | None = None,
 ) -> list[dict]:
     env = ensure_airflow(settings)
+    if model is not None:
+        env = modellock.inherit_env(env, model)
     log = settings.home / "logs" / f"{dag_id}.log"
     request = json.dumps({"dag_id": dag_id, "dates": list(logical_dates), "conf": conf})
     cmd = [sys.executable, "-m", "lifelong.airflow.dagrun_child", request]

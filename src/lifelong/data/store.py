@@ -167,6 +167,7 @@ def checkout(version: str, *, to: Path | None = None, in_place: bool = False) ->
     if target is not None and Path(os.path.realpath(target)).is_relative_to(os.path.realpath(settings.data_dir)):
         raise LifelongError(f"--to {target}: not inside data/ (DVC versions everything there); choose another folder")
     with _store_lock(settings, f"data checkout {md5}"):
+        faults.checkpoint("checkout")
         dvcrepo.ensure(settings)
         if target is None:
             with contextlib.suppress(DataVersionError):  # a broken data.dvc is about to be replaced anyway

@@ -29,6 +29,7 @@ from lifelong.learn.models import task_kind
 from lifelong.learn.state import LearnerState
 from lifelong.learn.strategies import make_strategy
 from lifelong.steps import inputs, outcomes, shift
+from lifelong.steps.changes import changes_model
 from lifelong.steps.context import Context, NotReady, RunInfo, parse_day
 from lifelong.steps.contracts import (
     CandidateResult,
@@ -178,6 +179,7 @@ def _champion_error(ctx: Context, snap: Snapshot, day: date) -> tuple[float | No
     return error, recent
 
 
+@changes_model
 def update(
     model: str,
     logical_date: str | date,

@@ -13,10 +13,12 @@ from lifelong import decisions, notify, registry
 from lifelong.artifacts import ServingCheckFailed
 from lifelong.gate import GateDecision, decide, for_task_addition
 from lifelong.steps import cards
+from lifelong.steps.changes import changes_model
 from lifelong.steps.context import Context, RunInfo
 from lifelong.steps.contracts import DecisionResult, EvaluationResult, RegistryOutcome, TaskEvaluationResult
 
 
+@changes_model
 def gate(
     model: str, evaluation: EvaluationResult | TaskEvaluationResult, *, run_info: RunInfo | dict | None = None
 ) -> DecisionResult:
@@ -56,6 +58,7 @@ def _gate_decision(decision: DecisionResult) -> GateDecision:
     return GateDecision(approved=decision["approved"], reason=decision["reason"], deltas=decision.get("deltas", {}))
 
 
+@changes_model
 def promote(model: str, decision: DecisionResult, *, run_info: RunInfo | dict | None = None) -> RegistryOutcome:
     """Move ``champion`` to the candidate, unless the champion changed since the gate judged.
 
@@ -85,6 +88,7 @@ def promote(model: str, decision: DecisionResult, *, run_info: RunInfo | dict | 
     return outcome  # type: ignore[return-value]
 
 
+@changes_model
 def reject(model: str, decision: DecisionResult, *, run_info: RunInfo | dict | None = None) -> RegistryOutcome:
     """Keep the champion; tag the candidate rejected with the gate's reason."""
     return _rejected(Context.of(model, run_info), decision)
@@ -105,6 +109,7 @@ def _rejected(ctx: Context, decision: DecisionResult, *, status: str = "rejected
     return outcome  # type: ignore[return-value]
 
 
+@changes_model(settle=False)  # registry.rollback settles: a re-run finishes its own interrupted rollback
 def rollback(
     model: str, *, to: str | None = None, reason: str, run_info: RunInfo | dict | None = None
 ) -> RegistryOutcome:

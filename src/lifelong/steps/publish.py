@@ -31,6 +31,7 @@ from lifelong.data import landing, windows
 from lifelong.data.files import parquet_bytes, write_atomic
 from lifelong.errors import MissingForecastInputs
 from lifelong.steps import inputs
+from lifelong.steps.changes import changes_model
 from lifelong.steps.context import Context, NotReady, RunInfo, parse_day
 from lifelong.steps.contracts import IngestResult, PublishResult
 
@@ -68,6 +69,7 @@ def request(model: str, data_version: str, day: str | date) -> pd.DataFrame:
     return serving.input_frame(ctx.dataset, history_rows(ctx, data_version, day), forecast_inputs(ctx, day))
 
 
+@changes_model
 def publish(
     model: str, logical_date: str | date, ingest: IngestResult, *, run_info: RunInfo | dict | None = None
 ) -> PublishResult:

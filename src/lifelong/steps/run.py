@@ -1,8 +1,9 @@
 """Every step of a DAG, in order, in this process: ``lifelong run-day``, ``add-task``, ``dvc repro``.
 
-Each driver holds the model's lock for the whole run, as the model's Airflow pool does across
-workers: two CLI runs of one day would otherwise both train a candidate before either
-promotes, and both candidates would pass the gate (tests/faults/test_concurrent.py).
+Each driver holds the model's lock (:mod:`lifelong.modellock`) for the whole run, not only
+for each model-changing step (:mod:`lifelong.steps.changes`, re-entrant under it): two CLI
+runs of one day would otherwise both train a candidate before either promotes, and both
+candidates would pass the gate (tests/faults/test_concurrent.py).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from lifelong import locks, notify, registry
+from lifelong import modellock, notify, registry
 from lifelong.config import load_params, load_settings
 from lifelong.data import store
 from lifelong.errors import RefusedBatch
@@ -19,7 +20,7 @@ from lifelong.steps.context import Context, NotReady, RunInfo, current_user
 
 
 def _model_lock(ctx: Context, what: str) -> Any:
-    return locks.model_lock(ctx.settings.home, ctx.model, what)
+    return modellock.hold(ctx.settings.home, ctx.model, what)
 
 
 def _decide(model: str, evaluation: Any, run: RunInfo) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from lifelong import registry
 from lifelong.config import SEASON_STARTS, TaskShiftSpec, params_hash
 from lifelong.learn.state import LearnerState
 from lifelong.steps import inputs
+from lifelong.steps.changes import changes_model
 from lifelong.steps.context import Context, NotReady, RunInfo, parse_day
 from lifelong.steps.contracts import ConsolidationResult, DriftResult, IngestResult, TaskShift
 from lifelong.steps.tasks import fold
@@ -85,6 +86,7 @@ def decide(ctx: Context, day: date, decision: str, *, manual: bool = False) -> T
     return TaskShift(due=bool(found), reasons=found)
 
 
+@changes_model
 def consolidate(
     model: str,
     logical_date: str | date,

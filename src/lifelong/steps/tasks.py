@@ -22,6 +22,7 @@ from lifelong.learn.models import task_kind
 from lifelong.learn.state import LearnerState
 from lifelong.learn.strategies import make_strategy
 from lifelong.steps import forecast_tasks, inputs
+from lifelong.steps.changes import changes_model
 from lifelong.steps.context import Context, RunInfo
 from lifelong.steps.contracts import (
     ConsolidationResult,
@@ -94,6 +95,7 @@ def task_spec(spec: ModelSpec, overrides: dict[str, Any] | None) -> ModelSpec:
     return dataclasses.replace(spec, strategy=strategy, train=train)
 
 
+@changes_model
 def consolidate(
     model: str,
     task: str,
@@ -186,6 +188,7 @@ def fold(
     return Folded(run_id, duration, used)
 
 
+@changes_model
 def learn_task(
     model: str,
     task: str,

@@ -25,10 +25,12 @@ from lifelong import audit, notify, registry
 from lifelong.config import ConfigError
 from lifelong.data.snapshot import Snapshot
 from lifelong.steps import daily, decide, inputs
+from lifelong.steps.changes import changes_model
 from lifelong.steps.context import Context, RunInfo, parse_day
 from lifelong.steps.contracts import IngestResult, Scores, WatchResult
 
 
+@changes_model
 def watch(
     model: str, logical_date: str | date, ingest: IngestResult, *, run_info: RunInfo | dict | None = None
 ) -> WatchResult:
