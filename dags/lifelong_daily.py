@@ -16,7 +16,7 @@ catch-up, one run at a time, in date order.
 | `promote` / `reject` | Move the `champion` alias (keeping `previous`), or tag the candidate rejected with the reason. Either writes the version's model card (its MLflow description). |
 | `watch` | After either (or a skipped update), never on a quarantined day: the champion and the version before it (in shadow) scored on the new day; after `rollback.days` consecutive days worse by more than `rollback.tolerance_pct`, `champion` moves back automatically (audit `trigger=auto:...`, the demoted version tagged `rolled_back`, an alert). |
 | `publish` | After `watch`: the champion's forecast of the next day, in the target's units, from the day's data version and the landed forecast covariates (`data/landing/<dataset>/forecast/<D+1>.parquet`), written to `.lifelong/forecasts/<model>/<D+1>.parquet` with its plot and logged to the champion's run. Skipped cleanly without a champion; a missing covariates file fails it (no retry) and nothing is published. |
-| `report` | Always runs: the day's summary under `.lifelong/reports/<model>/daily/`. |
+| `report` | Always runs (a teardown): the day's summary under `.lifelong/reports/<model>/daily/`. The run's state is that of the tasks before it: a quarantined day or a failed `watch` or `publish` is a failed run. |
 
 Nothing here holds logic: every task is one call into `lifelong.steps`. Quarantine, rejection, severe
 drift, an automatic rollback and a task's final failure send an alert when `LIFELONG_ALERT_WEBHOOK` is set.
@@ -132,7 +132,9 @@ def daily_dag(model: str, dataset: str, start: str, end: str | None):
         outcome >> watched
         published = publish(ingest)
         watched >> published
-        [*outcome, watched, published] >> report()
+        # a teardown: it runs whatever happened, and the run's state is its work's (a quarantined day, a
+        # failed watch or publish fail the run), not the summary's success
+        [*outcome, watched, published] >> report().as_teardown()
 
     return lifelong_daily()
 

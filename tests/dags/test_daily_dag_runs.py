@@ -95,6 +95,7 @@ def test_warmup_then_first_model_then_daily_updates(world):
         assert tasks["validate_ingest"] == "success"
         assert tasks["update"] == "skipped"  # warming up
         assert tasks["report"] == "success"
+        assert results[str(day)]["state"] == "success"
     first = results[str(days[WARMUP])]["tasks"]
     assert first["update"] == "success" and first["promote"] == "success"
     for day in days[WARMUP + 1 : WARMUP + 3]:
@@ -107,7 +108,8 @@ def test_bad_day_stops_at_validation_and_leaves_model_untouched(world):
     tasks = world["results"][str(world["bad_day"])]["tasks"]
     assert tasks["validate_ingest"] == "failed"
     assert tasks["update"] == "upstream_failed"
-    assert tasks["report"] == "success"
+    assert tasks["report"] == "success"  # the day's summary is written: a teardown runs whatever happened
+    assert world["results"][str(world["bad_day"])]["state"] == "failed"  # and the run says the day failed
     history = world["history"]
     assert history["champion_after_bad"] == history["champion_before_bad"]
     assert history["version_after_bad"] == history["version_before_bad"]
