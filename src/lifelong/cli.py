@@ -184,7 +184,12 @@ def _run_day(args: argparse.Namespace) -> dict:
 def _add_task(args: argparse.Namespace) -> dict:
     from lifelong.steps import run
 
-    overrides = {"strategy": args.strategy, "ewc_lambda": args.ewc_lambda, "epochs": args.epochs}
+    overrides = {
+        "strategy": args.strategy,
+        "ewc_lambda": args.ewc_lambda,
+        "epochs": args.epochs,
+        "replay_capacity": args.replay_capacity,
+    }
     return run.run_task(args.model, args.task, file=args.file, start=args.start, end=args.end, overrides=overrides)
 
 
@@ -264,9 +269,10 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--file", help="a classifier's task file under data/landing/<dataset>/")
     p.add_argument("--start", help="a forecaster's task: its first day to ingest (YYYY-MM-DD)")
     p.add_argument("--end", help="a forecaster's task: its last day to ingest (YYYY-MM-DD)")
-    p.add_argument("--strategy")
+    p.add_argument("--strategy", help="naive, ewc, online_ewc, lwf, replay, ewc+replay, lwf+replay")
     p.add_argument("--ewc-lambda", type=float)
     p.add_argument("--epochs", type=int)
+    p.add_argument("--replay-capacity", type=int, help="replay buffer size (the trigger form's replay_capacity)")
     p.set_defaults(handler=_add_task)
 
     p = sub.add_parser("dag", help="run a DAG through the embedded Airflow (dag.test), once per --date")
