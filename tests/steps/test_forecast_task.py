@@ -194,3 +194,22 @@ def test_in_airflow_a_bad_pairing_fails_the_first_task_without_retry(world) -> N
 
     with pytest.raises(AirflowFailException, match="TaskMismatch: task 'other_lags' does not match"):
         call("tasks.ingest_task", MODEL, "other_lags", start=str(FIRST_DAY), end=str(TASK_END), context={})
+
+
+def test_the_daily_updates_go_on_learning_the_own_series_after_the_addition(world) -> None:
+    """The next day's daily update starts from the task addition's champion, learns vic_elec's day with
+    the new series' Fisher as the penalty, and is tagged with the daily path's task (regime 0), not the
+    series the addition learned (``state.tasks[-1]``)."""
+    from lifelong import registry
+    from lifelong.data import landing
+    from lifelong.steps import daily
+
+    champion = registry.champion(MODEL)
+    day = FIRST_DAY + dt.timedelta(days=OWN_DAYS)
+    landing.simulate(DATASET, day, 1)
+    candidate = daily.update(MODEL, day, daily.validate_ingest(MODEL, day))
+    assert candidate["train_days"] == [str(day - dt.timedelta(days=1))]
+    state = registry.load_state_of(MODEL, candidate["version"])
+    assert state.tasks == [DATASET, TASK] and state.fisher is not None  # the addition's consolidation carried on
+    assert registry.version_record(MODEL, candidate["version"])["tags"]["task"] == "0"
+    assert registry.champion(MODEL) == champion  # a candidate only: nothing judged or moved

@@ -266,7 +266,7 @@ def update(
         kind=kind,
         dataset=ds,
     )
-    _record_drift(model, candidate.version, drift, task=state.tasks[-1] if state.tasks else "0")
+    _record_drift(model, candidate.version, drift, task=shift.current_task(state))
     info = {
         "model": model, "version": candidate.version, "run_id": candidate.run_id, "kind": kind,
         "data_version": version, "train_days": [str(d) for d in train_days],

@@ -145,9 +145,25 @@ def _nothing(base: dict[str, Any], champion: str | None, why: str) -> Consolidat
     )  # fmt: skip
 
 
+def current_task(state: LearnerState) -> str:
+    """The task the daily path is learning: its newest regime of the model's own series ("0" before
+    any shift). Not ``state.tasks[-1]``: after a forecaster's task addition that is the other series,
+    while the daily updates go on learning the model's own.
+
+    >>> state = LearnerState.__new__(LearnerState)
+    >>> state.tasks, state.extra = ["0", "1", "nsw_demand"], {"regimes": [{"task": "0"}, {"task": "1"}]}
+    >>> current_task(state)
+    '1'
+    """
+    regimes = state.extra.get("regimes") or []
+    if regimes and isinstance(regimes[-1], dict) and regimes[-1].get("task"):
+        return str(regimes[-1]["task"])
+    return state.tasks[-1] if state.tasks else "0"
+
+
 def _task_ids(state: LearnerState) -> tuple[str, str]:
     """The task a daily state is learning ("0" before any shift) and the id of the next one."""
-    closing = state.tasks[-1] if state.tasks else "0"
+    closing = current_task(state)
     return closing, str(len(state.tasks) if state.tasks else 1)
 
 
