@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,18 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 SHARED_FIXTURE_DIRS = ("tests/production", "tests/faults")  # session fixtures shared across their files
+LONGEST_SCOPE = "tests/production"
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen]]:
+    """Child processes a test starts (append them): any still running at the end is killed, all reaped."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
@@ -49,5 +63,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
             path = nodeid.split("::", 1)[0]
             shared = [d for d in SHARED_FIXTURE_DIRS if path.startswith(d + "/")]
             return shared[0] if shared else path
+
+        def _assign_work_unit(self, node: object) -> None:
+            # the longest chain first (the production topology's days through the scheduler, most of a
+            # worker's share): started any later, it alone would set the suite's wall time
+            if LONGEST_SCOPE in self.workqueue:
+                self.workqueue.move_to_end(LONGEST_SCOPE, last=False)
+            super()._assign_work_unit(node)  # type: ignore[arg-type]
 
     return ByFixtureScope(config, log)

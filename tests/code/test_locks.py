@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,16 +76,6 @@ def _start(home: Path, model: str, what: str, *, fault: str | None = None, timeo
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 def _finish(proc: subprocess.Popen) -> str:

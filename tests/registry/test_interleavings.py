@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -105,16 +104,6 @@ def pause(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in (faults.ENV, faults.MARKER_ENV, "LIFELONG_LOCK_URL", "LIFELONG_MODEL_LOCK_INHERITED"):
         monkeypatch.delenv(name, raising=False)
     return folder
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 def _start(args: list[str], procs: list, *, fault: str | None = None) -> subprocess.Popen:
