@@ -487,3 +487,18 @@ def assert_day_correct(info: dict, the_day: str, rows: int = 48) -> None:
         )  # fmt: skip
         assert complete_and_decided or tags["validation_status"] == "abandoned", versions
     assert versions, "no version was logged for the day"
+
+
+def run_day_as_task(model: str, the_day: str) -> dict:
+    """``run_day`` with the Airflow task's error mapping: a store that did not answer (the MLflow
+    server down, its database restarting) ends it with the task's one-line ``ServiceUnavailable``."""
+    from lifelong.airflow.task_runtime import service_unavailable
+    from lifelong.steps import run
+
+    try:
+        return run.run_day(model, the_day)
+    except Exception as exc:
+        unavailable = service_unavailable(exc)
+        if unavailable is None:
+            raise
+        raise unavailable from exc
