@@ -156,6 +156,10 @@ def service_unavailable(exc: BaseException, try_number: int | None = None, retri
     ... except MlflowException as e:
     ...     print(service_unavailable(e, try_number=1, retries=2))
     the MLflow server http://mlflow:5000 did not answer (Connection refused); try 1 of 3: Airflow retries with backoff
+    >>> print(service_unavailable(MlflowException(
+    ...     "API request to http://mlflow:5000/api/2.0/x failed with exception "
+    ...     "Max retries exceeded (Caused by ResponseError('too many 503 error responses'))")))
+    the MLflow server http://mlflow:5000 did not answer (too many 503 error responses); run it again once it is back
     >>> service_unavailable(ValueError("a bug")) is None
     True
     """
@@ -178,7 +182,11 @@ def service_unavailable(exc: BaseException, try_number: int | None = None, retri
     else:
         url = re.search(r"(https?://[^/\s]+)", text)
         what = f"the MLflow server {url.group(1) if url else ''}".rstrip()
-    reason = re.search(r"Connection refused|timed out|Name or service not known|error code 5\d\d|terminat\w+", text)
+    reason = re.search(
+        r"Connection refused|timed out|Name or service not known|error code 5\d\d|too many 5\d\d error responses"
+        r"|terminat\w+",
+        text,
+    )
     detail = f" ({reason.group(0)})" if reason else ""
     if try_number and retries is not None and try_number > retries:
         then = f"try {try_number} of {retries + 1}, the last: clear the task to run it again once it is back"
