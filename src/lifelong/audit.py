@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 AUDIT_EXPERIMENT = "lifelong-audit"
 EVENTS = ("promote", "reject", "rollback")
+CHAMPION_MOVES = ("promote", "rollback")  # the events that move ``champion``
 FIELDS = ("time", "event", "model", "version", "from", "trigger", "reason")
 _MAX_TAG = 8000
 
@@ -95,6 +96,30 @@ def _event(run: Any) -> dict[str, Any]:
     out: dict[str, Any] = {name: tags.get(name) or None for name in FIELDS}
     out["audit_run_id"] = run.info.run_id
     return out
+
+
+def latest(
+    client: MlflowClient, experiment_id: str, model: str, kinds: tuple[str, ...] = EVENTS, *, version: str | None = None
+) -> dict[str, Any] | None:
+    """The newest event of ``model`` among ``kinds`` (of ``version`` when given), or None.
+
+    Its cost does not grow with the log: one query per kind, on tags written when the event was
+    recorded and matched exactly (``model``, ``event``, ``version``), newest first by ``time_ns``,
+    one run returned. :func:`events` lists the whole log; the daily steps never need it.
+    """
+    found = []
+    for kind in kinds:
+        if kind not in EVENTS:
+            raise ValueError(f"unknown audit event {kind!r}")
+        wanted = f"tags.model = '{model}' and tags.event = '{kind}'"
+        if version is not None:
+            wanted += f" and tags.version = '{version}'"
+        found += client.search_runs(
+            [experiment_id], filter_string=wanted, order_by=["tags.time_ns DESC"], max_results=1
+        )
+    if not found:
+        return None
+    return _event(max(found, key=lambda run: int(run.data.tags.get("time_ns") or 0)))
 
 
 def events(client: MlflowClient, experiment_id: str, model: str) -> list[dict[str, Any]]:

@@ -645,8 +645,7 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
 
 def _last_champion_event(model_name: str) -> dict[str, Any] | None:
     """The latest audit event that moved ``champion`` (a promotion or a rollback), if any."""
-    moves = [e for e in history(model_name) if e["event"] in ("promote", "rollback")]
-    return moves[-1] if moves else None
+    return latest_event(model_name, audit.CHAMPION_MOVES)
 
 
 def _audit_from(client: MlflowClient, model_name: str, version: str) -> str | None:
@@ -692,7 +691,7 @@ def _has_served(model_name: str, mv: ModelVersion) -> bool:
     """Whether ``champion`` ever named the version (a promotion or a rollback moved it there)."""
     if "promoted_at" in mv.tags or mv.tags.get("validation_status") == ROLLED_BACK:
         return True
-    return any(e["version"] == str(mv.version) for e in history(model_name) if e["event"] in ("promote", "rollback"))
+    return latest_event(model_name, audit.CHAMPION_MOVES, version=str(mv.version)) is not None
 
 
 def rollback(
@@ -888,6 +887,19 @@ def audit_event(key: str) -> dict[str, Any] | None:
     client = _client()
     found = client.get_experiment_by_name(audit.AUDIT_EXPERIMENT)
     return audit.find(client, found.experiment_id, key) if found is not None else None
+
+
+def latest_event(
+    model_name: str, kinds: tuple[str, ...] = audit.EVENTS, *, version: str | int | None = None
+) -> dict[str, Any] | None:
+    """The newest audit event of ``model_name`` among ``kinds`` (of ``version`` when given), or None;
+    a bounded read (:func:`lifelong.audit.latest`), unlike :func:`history`."""
+    client = _client()
+    found = client.get_experiment_by_name(audit.AUDIT_EXPERIMENT)
+    if found is None:
+        return None
+    number = None if version is None else _check("version", str(version))
+    return audit.latest(client, found.experiment_id, _check("model", model_name), kinds, version=number)
 
 
 def history(model_name: str) -> list[dict[str, Any]]:
