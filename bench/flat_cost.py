@@ -52,9 +52,14 @@ STEPS = {  # step -> its module in lifelong.steps (run_day calls them through th
     "evaluate": "daily", "gate": "decide", "promote": "decide", "reject": "decide", "watch": "watch",
     "publish": "publish", "report": "daily",
 }  # fmt: skip
+# components timed inside the steps (not judged): where a step's growth comes from
+COMPONENTS = {
+    "dvc add+push": ("lifelong.data.dvcrepo", "record"),
+    "data snapshot": ("lifelong.steps.inputs", "open_version"),
+}
 COLUMNS = ["validate_ingest", "check_drift", "consolidate", "update", "evaluate", "gate", "promote/reject",
-           "watch", "publish", "report", "day"]  # fmt: skip
-NO_TARGET = {"consolidate"}  # runs on task-shift days only: reported, not judged
+           "watch", "publish", "report", "day", *COMPONENTS]  # fmt: skip
+NO_TARGET = {"consolidate", *COMPONENTS}  # runs on task-shift days only: reported, not judged
 FULL_DAYS, FULL_CHECKPOINTS = 1000, (10, 100, 500, 1000)
 QUICK_DAYS, QUICK_CHECKPOINTS = 60, (10, 30, 60)
 WINDOW = 2  # a checkpoint's time: the median over checkpoint - WINDOW .. checkpoint + WINDOW
@@ -87,6 +92,11 @@ class StepTimer:
             module = importlib.import_module(f"lifelong.steps.{module_name}")
             original = getattr(module, name)
             setattr(module, name, self._timed(original, "promote/reject" if name in ("promote", "reject") else name))
+            self.undo.append(functools.partial(setattr, module, name, original))
+        for column, (module_name, name) in COMPONENTS.items():
+            module = importlib.import_module(module_name)
+            original = getattr(module, name)
+            setattr(module, name, self._timed(original, column))
             self.undo.append(functools.partial(setattr, module, name, original))
 
     def _timed(self, fn: Callable, column: str) -> Callable:
