@@ -645,7 +645,7 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
 
 def _last_champion_event(model_name: str) -> dict[str, Any] | None:
     """The latest audit event that moved ``champion`` (a promotion or a rollback), if any."""
-    return latest_event(model_name, audit.CHAMPION_MOVES)
+    return last_champion_move(model_name)
 
 
 def _audit_from(client: MlflowClient, model_name: str, version: str) -> str | None:
@@ -691,7 +691,7 @@ def _has_served(model_name: str, mv: ModelVersion) -> bool:
     """Whether ``champion`` ever named the version (a promotion or a rollback moved it there)."""
     if "promoted_at" in mv.tags or mv.tags.get("validation_status") == ROLLED_BACK:
         return True
-    return latest_event(model_name, audit.CHAMPION_MOVES, version=str(mv.version)) is not None
+    return latest_event(model_name, mv.version, audit.CHAMPION_MOVES) is not None
 
 
 def rollback(
@@ -889,17 +889,24 @@ def audit_event(key: str) -> dict[str, Any] | None:
     return audit.find(client, found.experiment_id, key) if found is not None else None
 
 
-def latest_event(
-    model_name: str, kinds: tuple[str, ...] = audit.EVENTS, *, version: str | int | None = None
-) -> dict[str, Any] | None:
-    """The newest audit event of ``model_name`` among ``kinds`` (of ``version`` when given), or None;
-    a bounded read (:func:`lifelong.audit.latest`), unlike :func:`history`."""
+def last_champion_move(model_name: str) -> dict[str, Any] | None:
+    """The newest promotion or rollback of ``model_name`` (None before any), read without listing the
+    log (:func:`lifelong.audit.last_move`)."""
     client = _client()
     found = client.get_experiment_by_name(audit.AUDIT_EXPERIMENT)
     if found is None:
         return None
-    number = None if version is None else _check("version", str(version))
-    return audit.latest(client, found.experiment_id, _check("model", model_name), kinds, version=number)
+    return audit.last_move(client, found.experiment_id, _check("model", model_name))
+
+
+def latest_event(model_name: str, version: str | int, kinds: tuple[str, ...] = audit.EVENTS) -> dict[str, Any] | None:
+    """The newest audit event among ``kinds`` of one version (exact-match tags, a handful of events), or None."""
+    client = _client()
+    found = client.get_experiment_by_name(audit.AUDIT_EXPERIMENT)
+    if found is None:
+        return None
+    model, number = _check("model", model_name), _check("version", str(version))
+    return audit.latest_of_version(client, found.experiment_id, model, number, kinds)
 
 
 def history(model_name: str) -> list[dict[str, Any]]:

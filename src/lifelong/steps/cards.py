@@ -30,5 +30,5 @@ def write(ctx: Context, version: str | None, *, status: str, reason: str, replac
 
 def replaced_by_promotion(model: str, version: str) -> str | None:
     """The champion ``version``'s (latest) promotion replaced (from the audit history)."""
-    event = registry.latest_event(model, ("promote",), version=version)
+    event = registry.latest_event(model, version, ("promote",))
     return event["from"] if event is not None else None
