@@ -71,6 +71,7 @@ QUICK_DAYS, QUICK_CHECKPOINTS = 40, (10, 20, 40)
 WINDOW = 2  # a checkpoint's time: the median over checkpoint - WINDOW .. checkpoint + WINDOW
 TARGET_RATIO = 1.2
 LOG = OUT_DIR / "flat_cost.jsonl"
+MICRO = OUT_DIR / "flat_cost_micro.json"  # the last run's audit, GX and DVC measurements (--micro-from)
 CPU = ":cpu"  # suffix of a column's CPU time (this process, every thread) beside its wall time
 
 
@@ -527,13 +528,18 @@ def bench_args(argv: list[str]) -> Report:
     parser.add_argument(
         "--no-micro", action="store_true", help="skip the audit-log, GX and DVC measurements at 10 to 1,000 days"
     )
+    parser.add_argument("--micro-from", type=Path, help=f"reuse the measurements a run saved (in {OUT_DIR.name}/)")
+    parser.add_argument("--micro-only", action="store_true", help="the measurements alone (saved for --micro-from)")
     parser.add_argument("--log", type=Path, default=LOG, help=f"where the per-day lines go (default {LOG})")
     args = parser.parse_args(argv)
     days = args.days or (QUICK_DAYS if args.quick else FULL_DAYS)
     checkpoints = tuple(int(c) for c in args.checkpoints.split(",")) if args.checkpoints else (
         QUICK_CHECKPOINTS if args.quick else FULL_CHECKPOINTS)  # fmt: skip
     started = time.perf_counter()
-    if args.from_log:
+    if args.micro_only:  # no day-by-day run: the report says so (0 days run)
+        data = {"days": 0, "stores": "no day-by-day run", "rows": []}
+        seconds, note = 0.0, ""
+    elif args.from_log:
         data = read_log(args.from_log)
         seconds = sum(r["day"] for r in data["rows"])  # the run's own time, not this report's
         note = f" (reported from `{args.from_log.name}`)"
@@ -543,12 +549,18 @@ def bench_args(argv: list[str]) -> Report:
         torch.set_num_threads(1)
         data = run(days, production=args.production_stores, log=args.log)
         seconds, note = time.perf_counter() - started, ""
-    reads = gx = dvc = None
-    if not args.no_micro:
-        reads = audit_reads((10, 100, 300) if args.quick else (10, 100, 1000))
-        gx = gx_validations((10, 40) if args.quick else (10, 100, 200))
-        dvc = dvc_records((10, 100, 300) if args.quick else (10, 100, 1000))
-    return report(data, checkpoints, seconds=seconds, title_note=note, reads=reads, gx=gx, dvc=dvc)
+    micro: dict[str, Any] = {}
+    if args.micro_from:
+        micro = json.loads(args.micro_from.read_text())
+    elif not args.no_micro:
+        micro = {
+            "reads": audit_reads((10, 100, 300) if args.quick else (10, 100, 1000)),
+            "gx": gx_validations((10, 40) if args.quick else (10, 100, 200)),
+            "dvc": dvc_records((10, 100, 300) if args.quick else (10, 100, 1000)),
+        }
+        MICRO.parent.mkdir(parents=True, exist_ok=True)
+        MICRO.write_text(json.dumps(micro))
+    return report(data, checkpoints, seconds=seconds, title_note=note, **micro)
 
 
 def main(argv: list[str] | None = None) -> str:
