@@ -427,7 +427,8 @@ def report(
     rows = [r for r in data["rows"] if r["n"] >= 0]
     ran = max((r["n"] for r in rows), default=-1)
     base = checkpoints[0]
-    has_cpu = any("day" + CPU in r for r in rows)
+    # with the tracking server, its work is in another process: wall time is judged there
+    has_cpu = any("day" + CPU in r for r in rows) and not data.get("production")
     judged, targets = _judge(rows, checkpoints, CPU if has_cpu else "")
     wall, _ = _judge(rows, checkpoints, "")
     rss = [r["VmRSS"] for r in rows if "VmRSS" in r]
@@ -447,7 +448,9 @@ def report(
         name = f"last champion move read at {reads[-1][0]} audit events within {TARGET_RATIO}x of {reads[0][0]}"
         targets = [*targets, Target(name, last <= TARGET_RATIO * first, f"{first:.1f} ms -> {last:.1f} ms CPU")]
     header = ["step", *[f"day {c}" for c in checkpoints], "after the replay buffer fills"]
-    measure = "CPU seconds of this process (every thread)" if has_cpu else "wall seconds (this log has no CPU times)"
+    measure = "CPU seconds of this process (every thread)" if has_cpu else (
+        "wall seconds (the tracking server works in a process of its own)" if data.get("production")
+        else "wall seconds (this log has no CPU times)")  # fmt: skip
     parts = [
         f"Ran the bootstrap day and {ran} daily days ({data['stores']}){title_note}. Judged: {measure} per step, "
         f"the median of the days checkpoint-{WINDOW}..checkpoint+{WINDOW} (day 0 = the bootstrap day), with the "
