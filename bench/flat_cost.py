@@ -271,7 +271,7 @@ def audit_reads(counts: tuple[int, ...] = (10, 100, 1000), repeats: int = 5) -> 
     return rows
 
 
-def gx_validations(counts: tuple[int, ...] = (10, 100, 200)) -> list[list[Any]]:
+def gx_validations(counts: tuple[int, ...] = (40, 100, 200)) -> list[list[Any]]:
     """One day's GX validation (CPU s, median of the last 10) after ``counts`` days validated: GX keeping
     every result (as before issue 21) and keeping the newest ``RESULTS_KEPT`` (now), side by side."""
     from lifelong.config import load_params
@@ -558,7 +558,8 @@ def bench_args(argv: list[str]) -> Report:
     elif not args.no_micro:
         micro = {
             "reads": audit_reads((10, 100, 300) if args.quick else (10, 100, 1000)),
-            "gx": gx_validations((10, 40) if args.quick else (10, 100, 200)),
+            # from 40 days: GX keeps RESULTS_KEPT (30) results, so the store is as full as it gets
+            "gx": gx_validations((35, 60) if args.quick else (40, 100, 200)),
             "dvc": dvc_records((10, 100, 300) if args.quick else (10, 100, 1000)),
         }
         MICRO.parent.mkdir(parents=True, exist_ok=True)
