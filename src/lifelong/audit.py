@@ -133,9 +133,9 @@ def last_move(client: MlflowClient, experiment_id: str, model: str) -> dict[str,
     return max((n for n in newest if n is not None), key=lambda n: n[0], default=(0, None))[1]
 
 
-def latest_of_version(client: MlflowClient, experiment_id: str, model: str, version: str, kinds: tuple[str, ...]) -> (
-    dict[str, Any] | None
-):  # fmt: skip
+def latest_of_version(
+    client: MlflowClient, experiment_id: str, model: str, version: str, kinds: tuple[str, ...]
+) -> dict[str, Any] | None:
     """The newest event among ``kinds`` of one version of ``model`` (a handful at most), or None."""
     newest = []
     for kind in kinds:
