@@ -197,8 +197,10 @@ def run(days: int, *, production: bool, log: Path = LOG) -> dict[str, Any]:
         landing.simulate("vic_elec", start, total)
         timer = StepTimer()
         timer.install()
+        from lifelong.registry import git_commit
+
         meta = {"meta": True, "days": days, "warmup": warmup, "stores": stores, "production": production,
-                "started": time.time()}  # fmt: skip
+                "started": time.time(), "commit": git_commit()}  # fmt: skip
         rows: list[dict[str, Any]] = []
         try:
             with log.open("w") as out:
@@ -511,6 +513,8 @@ def report(
             md_table(["partitions stored", "record (s CPU)"], dvc),
         ]
     settings = f"{data['days']} days asked, {ran} run; {data['stores']}; vic_elec, `{MODEL}` as in params.yaml"
+    if data.get("commit"):
+        settings += f"; the day-by-day run's code: commit {data['commit'][:12]}"
     return Report("flat_cost", "2b. Day 1,000 costs what day 10 costs", settings, "\n".join(parts), tuple(targets),
                   seconds)  # fmt: skip
 
