@@ -86,6 +86,7 @@ BENCHES: dict[str, Callable[[bool], Report]] = {
     "daily_vs_retrain": _module("daily_vs_retrain"),
     "seasons": _seasons,
     "daily_profile": _module("daily_profile"),
+    "flat_cost": _module("flat_cost"),
     "task_addition": _module("task_addition"),
     "state_size": _module("state_size"),
     "fisher": _fisher,
@@ -96,7 +97,7 @@ BENCHES: dict[str, Callable[[bool], Report]] = {
 }
 RUN_ORDER = (
     "daily_profile", "day_ahead", "daily_vs_retrain", "seasons", "task_addition", "state_size", "fisher", "gpu",
-    "cl_permuted", "cl_split", "drift_calibration",
+    "cl_permuted", "cl_split", "drift_calibration", "flat_cost",
 )  # fmt: skip
 
 

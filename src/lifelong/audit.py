@@ -20,6 +20,8 @@ never writes the same promotion twice.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -29,8 +31,10 @@ if TYPE_CHECKING:
 
 AUDIT_EXPERIMENT = "lifelong-audit"
 EVENTS = ("promote", "reject", "rollback")
+CHAMPION_MOVES = ("promote", "rollback")  # the events that move ``champion``
 FIELDS = ("time", "event", "model", "version", "from", "trigger", "reason")
 _MAX_TAG = 8000
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_.:/@+=-]{1,250}")  # a key that may go inside a filter string
 
 
 def event_key(*parts: object) -> str:
@@ -71,6 +75,8 @@ def record(
     existing = find(client, experiment_id, key)
     if existing is not None:
         return existing
+    if event in CHAMPION_MOVES:  # the pointer first: one ahead of the log is noticed (last_move), one behind is not
+        client.set_experiment_tag(experiment_id, _move_tag(model), json.dumps({"key": key, "event": event}))
     stamp, ns = _now()
     tags = {
         "key": key,
@@ -95,6 +101,66 @@ def _event(run: Any) -> dict[str, Any]:
     out: dict[str, Any] = {name: tags.get(name) or None for name in FIELDS}
     out["audit_run_id"] = run.info.run_id
     return out
+
+
+def _move_tag(model: str) -> str:
+    """The audit experiment's tag that names ``model``'s last champion move (a hash for unusual names).
+
+    >>> _move_tag("demand_forecaster")
+    'last_champion_move.demand_forecaster'
+    """
+    plain = re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", model)
+    return f"last_champion_move.{model if plain else event_key(model)}"
+
+
+def last_move(client: MlflowClient, experiment_id: str, model: str) -> dict[str, Any] | None:
+    """The newest promotion or rollback of ``model``, or None; its cost does not grow with the log.
+
+    :func:`record` sets the experiment tag :func:`_move_tag` to the key of each champion move before it
+    writes the event, so the read is the experiment's tags and the event found by its key (an exact
+    match). A tag whose event is missing (a crash between the two writes) or no tag (a log written
+    before the tag existed) falls back to the log itself, by exact-match tags.
+    """
+    raw = client.get_experiment(experiment_id).tags.get(_move_tag(model))
+    try:
+        key = json.loads(raw).get("key") if raw else None
+    except (ValueError, AttributeError):
+        key = None
+    found = find(client, experiment_id, key) if isinstance(key, str) and _SAFE_KEY.fullmatch(key) else None
+    if found is not None and found["model"] == model:
+        return found
+    newest = [_newest(client, experiment_id, f"tags.model = '{model}' and tags.event = '{k}'") for k in CHAMPION_MOVES]
+    return max((n for n in newest if n is not None), key=lambda n: n[0], default=(0, None))[1]
+
+
+def latest_of_version(
+    client: MlflowClient, experiment_id: str, model: str, version: str, kinds: tuple[str, ...]
+) -> dict[str, Any] | None:
+    """The newest event among ``kinds`` of one version of ``model`` (a handful at most), or None."""
+    newest = []
+    for kind in kinds:
+        if kind not in EVENTS:
+            raise ValueError(f"unknown audit event {kind!r}")
+        wanted = f"tags.model = '{model}' and tags.version = '{version}' and tags.event = '{kind}'"
+        newest.append(_newest(client, experiment_id, wanted))
+    return max((n for n in newest if n is not None), key=lambda n: n[0], default=(0, None))[1]
+
+
+def _newest(client: MlflowClient, experiment_id: str, wanted: str) -> tuple[int, dict[str, Any]] | None:
+    """The newest event matching ``wanted`` with its ``time_ns``, read page by page with no ORDER BY on a
+    tag (that sort joins the whole log); with a version in ``wanted``, one short page."""
+    best: tuple[int, dict[str, Any]] | None = None
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=wanted, max_results=1000, page_token=token)
+        for run in page:
+            ns = int(run.data.tags.get("time_ns") or 0)
+            if best is None or ns > best[0]:
+                best = (ns, _event(run))
+        token = page.token
+        if not token:
+            break
+    return best
 
 
 def events(client: MlflowClient, experiment_id: str, model: str) -> list[dict[str, Any]]:

@@ -118,6 +118,10 @@ class TrainSpec:
     seed: int = 0
     amp: bool = False
     device: str = "auto"
+    # updates kept in the LearnerState's metric history (state.json), a rolling window: the error drift
+    # check reads the last drift.reference_days of it and the daily-error plot shows it. Older records
+    # stay in MLflow (each update's run holds its metrics), so state.json stops growing with the days.
+    history_window: int = 90
 
 
 StrategyName = Literal["naive", "ewc", "online_ewc", "lwf", "replay", "ewc+replay", "lwf+replay"]
@@ -404,6 +408,11 @@ def parse_params(raw: Any) -> Params:
         if model.dataset not in params.datasets:
             raise ConfigError(f"models.{name}.dataset: unknown dataset {model.dataset!r}")
         check_task_shift(model.task_shift, f"models.{name}.task_shift")
+        if model.train.history_window < max(1, params.drift.reference_days):
+            raise ConfigError(
+                f"models.{name}.train.history_window: must be at least drift.reference_days "
+                f"({params.drift.reference_days}), the errors the drift check reads; got {model.train.history_window}"
+            )
     return params
 
 

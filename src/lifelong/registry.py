@@ -673,8 +673,7 @@ def settle(model_name: str) -> dict[str, Any] | None:
 
 def _last_champion_event(model_name: str) -> dict[str, Any] | None:
     """The latest audit event that moved ``champion`` (a promotion or a rollback), if any."""
-    moves = [e for e in history(model_name) if e["event"] in ("promote", "rollback")]
-    return moves[-1] if moves else None
+    return last_champion_move(model_name)
 
 
 def _audit_from(client: MlflowClient, model_name: str, version: str) -> str | None:
@@ -721,7 +720,7 @@ def _has_served(model_name: str, mv: ModelVersion) -> bool:
     """Whether ``champion`` ever named the version (a promotion or a rollback moved it there)."""
     if "promoted_at" in mv.tags or mv.tags.get("validation_status") == ROLLED_BACK:
         return True
-    return any(e["version"] == str(mv.version) for e in history(model_name) if e["event"] in ("promote", "rollback"))
+    return latest_event(model_name, mv.version, audit.CHAMPION_MOVES) is not None
 
 
 def rollback(
@@ -935,6 +934,26 @@ def audit_event(key: str) -> dict[str, Any] | None:
     client = _client()
     found = client.get_experiment_by_name(audit.AUDIT_EXPERIMENT)
     return audit.find(client, found.experiment_id, key) if found is not None else None
+
+
+def last_champion_move(model_name: str) -> dict[str, Any] | None:
+    """The newest promotion or rollback of ``model_name`` (None before any), read without listing the
+    log (:func:`lifelong.audit.last_move`)."""
+    client = _client()
+    found = client.get_experiment_by_name(audit.AUDIT_EXPERIMENT)
+    if found is None:
+        return None
+    return audit.last_move(client, found.experiment_id, _check("model", model_name))
+
+
+def latest_event(model_name: str, version: str | int, kinds: tuple[str, ...] = audit.EVENTS) -> dict[str, Any] | None:
+    """The newest audit event among ``kinds`` of one version (exact-match tags, a handful of events), or None."""
+    client = _client()
+    found = client.get_experiment_by_name(audit.AUDIT_EXPERIMENT)
+    if found is None:
+        return None
+    model, number = _check("model", model_name), _check("version", str(version))
+    return audit.latest_of_version(client, found.experiment_id, model, number, kinds)
 
 
 def history(model_name: str) -> list[dict[str, Any]]:

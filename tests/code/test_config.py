@@ -85,3 +85,11 @@ def test_task_shift_boundaries():
     spec = parse_params(raw).model("demand_forecaster").task_shift
     assert spec.boundaries == {"03-01", "06-01", "09-01", "12-01", "07-15"}
     assert spec.dates == ("2013-05-02",)
+
+
+def test_history_window_shorter_than_the_drift_reference_is_refused():
+    raw = _raw()
+    raw["models"]["demand_forecaster"]["train"]["history_window"] = 5
+    with pytest.raises(ConfigError, match=r"models\.demand_forecaster\.train\.history_window: must be at least"):
+        parse_params(raw)
+    assert load_params(REPO / "params.yaml").model("demand_forecaster").train.history_window >= 14

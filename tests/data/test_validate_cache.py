@@ -54,3 +54,20 @@ def test_a_good_batch_after_another_process_validated_is_stored(landed):
     result = store.ingest("vic_elec", day=day("2012-01-05"))  # used to raise RefusedBatch
     assert result.rows == 48 and result.changed
     assert not (landed / "data" / "quarantine" / "vic_elec" / "2012-01-05").exists()
+
+
+def test_gx_keeps_the_latest_results_so_a_day_costs_the_same_on_day_1000(landed, monkeypatch):
+    """GX lists its whole result store on every run: it keeps the newest ``RESULTS_KEPT`` runs (and their
+    Data Docs pages); the one just written is always there, and every result stays in lifelong's reports."""
+    spec = load_params().dataset("vic_elec")
+    monkeypatch.setattr(gx_validate, "RESULTS_KEPT", 2)
+    pages = []
+    for key in ("2012-01-03", "2012-01-04", "2012-01-05", "2012-01-06"):
+        out = gx_validate.validate(_frame(key), spec, key)
+        assert out.success and Path(out.data_docs_path).is_file()
+        pages.append(Path(out.data_docs_path))
+    root = landed / ".lifelong" / "gx" / "uncommitted"
+    results = sorted(p.parent.parent.name for p in (root / "validations" / "vic_elec").glob("*/*/*.json"))
+    assert results == ["vic_elec-2012-01-05", "vic_elec-2012-01-06"]
+    assert [p.is_file() for p in pages] == [False, False, True, True]
+    assert not (root / "validations" / "vic_elec" / "vic_elec-2012-01-03").exists()  # no empty folders left

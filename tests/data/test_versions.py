@@ -224,3 +224,20 @@ def test_concurrent_ingests_do_not_corrupt_the_store(tmp_path):
         with Repo(str(project)) as repo:
             assert repo.status(targets=[str(project / "data.dvc")]) == {}  # data.dvc matches data/ exactly
             assert project / ".lifelong" / "dvc-remote" == Path(repo.config["remote"]["local"]["url"])
+
+
+def test_dvc_never_walks_lifelongs_home(shared_workspace, history):
+    """DVC walks the workspace on every add and push: the home inside the project (MLflow artifacts, the DVC
+    remote, reports: files every day) is ignored, so a day's ingest does not slow down as it fills."""
+    settings = load_settings()
+    home = settings.home.resolve().relative_to(shared_workspace.resolve()).as_posix()
+    assert f"/{home}/" in (shared_workspace / ".dvcignore").read_text().splitlines()
+    # a DVC file there that claims data/ too: DVC would refuse the overlap if it walked the home
+    stray = settings.home / "somewhere" / "stray.dvc"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    back = os.path.relpath(settings.data_dir, stray.parent)
+    stray.write_text(f"outs:\n- path: {back}\n  md5: 0123456789abcdef0123456789abcdef.dir\n")
+    try:
+        assert store.ingest("vic_elec", day=day("2012-02-02")).data_version == store.data_version()
+    finally:
+        shutil.rmtree(stray.parent)

@@ -250,3 +250,15 @@ def test_cuda_with_amp_returns_state_on_cpu() -> None:
     assert result.device.startswith("cuda")
     assert all(p.device.type == "cpu" for p in state.model.parameters())
     assert all(v.device.type == "cpu" for s in state.optimizer.state.values() for v in s.values())
+
+
+def test_metric_history_is_a_rolling_window_of_the_last_updates() -> None:
+    """state.json stops growing with the days: the history keeps the last ``history_window`` updates."""
+    train = TrainSpec(lr=5e-3, epochs=1, batch_size=16, patience=0, history_window=3)
+    strategy = StrategySpec(name="naive")
+    state = LearnerState.new(CLASSIFIER, train, strategy)
+    x, y = _signals(32)
+    for _ in range(5):
+        fit(state, x, y, train=train, strategy=make_strategy(strategy, "classification", state))
+    assert [h["update"] for h in state.history] == [2, 3, 4]
+    assert state.counters["updates"] == 5

@@ -233,6 +233,47 @@ def test_history_lists_every_change_once_in_order(store: Path, log, capsys) -> N
     assert [e["event"] for e in json.loads(capsys.readouterr().out)] == ["promote", "promote", "reject", "rollback"]
 
 
+def test_daily_decisions_read_the_audit_log_by_exact_tags_never_the_whole_log(store: Path, log, monkeypatch) -> None:
+    """Promote (and its retry), reject, the check that a version served, the last champion move and a
+    rollback read their audit events by tags set when each event was recorded, one run per query: a
+    day's cost does not grow with the log. Listing the log (``audit.events``) is for ``history`` only."""
+    from lifelong import audit
+
+    v1, v2 = (log(new_state(seed=i), f"demo/day{i}").version for i in (1, 2))
+    listed = []
+    real_events = audit.events
+    monkeypatch.setattr(audit, "events", lambda *a, **k: listed.append(a) or real_events(*a, **k))
+    _promote(v1, APPROVED, trigger="airflow:daily/run1")
+    _promote(v2, APPROVED, trigger="airflow:daily/run2")
+    retried = _promote(v2, APPROVED, trigger="airflow:daily/run2-retried")  # already champion: the last move
+    assert (retried["event"], retried["version"], retried["changed"]) == ("promote", v2, False)
+    v3 = log(new_state(seed=3), "demo/day3").version
+    registry.reject(MODEL, v3, GateDecision(False, "worse"), trigger="airflow:daily/run3")
+    served = registry.reject(MODEL, v1, GateDecision(False, "judged again"), trigger="airflow:daily/run1-rerun")
+    assert served["served"] is True  # v1 served: the record of its promotion is found without the whole log
+    assert registry.last_champion_move(MODEL)["version"] == v2
+    assert not listed  # promote, its retry, reject: no listing of the log
+    registry.rollback(MODEL, to=v1, trigger="cli:ops", reason="v2 is bad")
+    assert registry.last_champion_move(MODEL)["event"] == "rollback"
+    assert registry.latest_event(MODEL, v1, ("promote",))["trigger"] == "airflow:daily/run1"
+    assert registry.latest_event(MODEL, v3, ("promote",)) is None
+    assert registry.latest_event(MODEL, v3)["event"] == "reject"
+    assert registry.last_champion_move("another_model") is None
+    # the newest move is what the whole log says it is
+    moves = [e for e in registry.history(MODEL) if e["event"] in audit.CHAMPION_MOVES]
+    assert registry.last_champion_move(MODEL) == moves[-1]
+    # the tag that names it ahead of the log (a crash between the two writes), or missing (a log written
+    # before the tag existed): the log itself answers, by exact-match tags
+    client = _client()
+    experiment = client.get_experiment_by_name(audit.AUDIT_EXPERIMENT).experiment_id
+    client.set_experiment_tag(experiment, audit._move_tag(MODEL), json.dumps({"key": "never-recorded"}))
+    assert registry.last_champion_move(MODEL) == moves[-1]
+    client.delete_experiment_tag(experiment, audit._move_tag(MODEL))
+    assert registry.last_champion_move(MODEL) == moves[-1]
+    _promote(log(new_state(seed=6), "demo/day6").version, APPROVED, trigger="airflow:daily/run6")
+    assert registry.last_champion_move(MODEL) == registry.history(MODEL)[-1]  # the next move sets it again
+
+
 def test_crash_before_complete_leaves_the_champion_complete(store: Path, log, monkeypatch) -> None:
     """A worker dies after registering a version and before marking it complete (or moving the alias)."""
     v1 = log(new_state(seed=1), "demo/day1").version

@@ -47,7 +47,10 @@ log = logging.getLogger("lifelong.data")
 MD5 = re.compile(r"[0-9a-f]{32}")  # a data version (always fullmatch)
 REMOTE = "local"
 IGNORED = ("/data/landing/", "/data/quarantine/", "*.tmp")
-DVCIGNORE_HEADER = "# Not part of the versioned store: batches waiting to be ingested, refused ones, partial writes.\n"
+DVCIGNORE_HEADER = (
+    "# Not part of the versioned store: batches waiting to be ingested, refused ones, partial writes,\n"
+    "# lifelong's home (runtime state, when it lies in the project).\n"
+)
 
 
 class DataVersionError(LifelongError):
@@ -116,11 +119,25 @@ def _repo(settings: Settings, action: str) -> Iterator[Any]:
             raise DataVersionError(f"dvc {action} failed: {_first_line(exc)}") from exc
 
 
-def _ensure_dvcignore(project: Path) -> None:
+def _ignored(settings: Settings) -> tuple[str, ...]:
+    """What DVC never walks: :data:`IGNORED`, and lifelong's home when it lies inside the project.
+
+    DVC walks the whole workspace for its files on every ``add`` and ``push``; the home (the embedded
+    MLflow artifacts, the DVC remote, reports, Data Docs) gains files every day, so walking it made
+    each day's ingest slower than the one before.
+    """
+    try:
+        inside = settings.home.resolve().relative_to(settings.project_dir.resolve())
+    except ValueError:
+        return IGNORED
+    return (*IGNORED, f"/{inside.as_posix()}/") if inside.parts else IGNORED
+
+
+def _ensure_dvcignore(project: Path, patterns: tuple[str, ...] = IGNORED) -> None:
     path = project / ".dvcignore"
     text = path.read_text() if path.exists() else ""
     lines = {line.strip() for line in text.splitlines()}
-    missing = [pattern for pattern in IGNORED if pattern not in lines]
+    missing = [pattern for pattern in patterns if pattern not in lines]
     if missing:
         prefix = text if not text or text.endswith("\n") else text + "\n"
         path.write_text(prefix + ("" if text else DVCIGNORE_HEADER) + "".join(f"{p}\n" for p in missing))
@@ -135,7 +152,7 @@ def ensure(settings: Settings) -> None:
     if not (project / ".dvc").is_dir():
         with _quiet():
             Repo.init(str(project), no_scm=not (project / ".git").exists())
-    _ensure_dvcignore(project)
+    _ensure_dvcignore(project, _ignored(settings))
     url = remote_url(settings)
     if "://" not in url:
         Path(url).mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,11 @@ Great Expectations is imported lazily and its context built once per process.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,10 @@ from lifelong.data.messages import describe
 FLOAT_MAX = float(np.finfo(np.float64).max)
 MAX_MESSAGES = 4
 INDEX_LIMIT = 30  # validation results listed on the Data Docs index page
+# validation results GX keeps (with their Data Docs pages): it lists its whole store on every run, so a
+# store that grows a result a day makes each day's validation slower. lifelong keeps every result in
+# reports/validation/ (and a refused batch's in quarantine/).
+RESULTS_KEPT = INDEX_LIMIT
 _CONTEXTS: dict[Path, Any] = {}
 _CHECKPOINTS: dict[tuple[Path, str, str], Any] = {}
 
@@ -269,6 +275,27 @@ def _forget_checkpoints(root: Path) -> None:
         del _CHECKPOINTS[key]
 
 
+def prune(root: Path, suite: str, keep: int | None = None) -> int:
+    """Keep GX's validation results of ``suite`` (and their Data Docs pages) to the newest ``keep`` runs
+    (default :data:`RESULTS_KEPT`); returns how many runs were removed. Call under the GX lock.
+
+    GX stores a run as ``<suite>/<run name>/<run time>/``; the run time (``20240101T000000.000000Z``)
+    sorts as text. Pruned every day, the store holds at most ``keep + 1`` runs, so this costs no more
+    as the days go by.
+    """
+    results = root / "uncommitted" / "validations"
+    pages = root / "uncommitted" / "data_docs" / "local_site" / "validations"
+    runs = sorted((p for p in (results / suite).glob("*/*") if p.is_dir()), key=lambda p: p.name)
+    old = runs[: max(0, len(runs) - (RESULTS_KEPT if keep is None else keep))]
+    for run in old:
+        relative = run.relative_to(results)
+        for folder in (run, pages / relative):
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the run name's folder, once empty
+                folder.parent.rmdir()
+    return len(old)
+
+
 def _stale_errors() -> tuple[type[Exception], ...]:
     """What ``Checkpoint.run`` raises when a resource it holds is older than the stored one."""
     from great_expectations.exceptions.resource_freshness import (
@@ -315,6 +342,7 @@ def validate(frame: pd.DataFrame, spec: DatasetSpec, key: str) -> Validation:
             run = _run(_checkpoint(context, root, spec), data, parameters, f"{spec.name}-{key}")
         identifier, outcome = next(iter(run.run_results.items()))
         urls = context.get_docs_sites_urls(resource_identifier=identifier)
+        prune(root, spec.name)
     result = outcome.to_json_dict()
     docs = urls[0]["site_url"].removeprefix("file://") if urls else ""
     failures = () if outcome.success else tuple(describe(result, spec))

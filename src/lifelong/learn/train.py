@@ -177,6 +177,7 @@ def fit(
             "stopped_early": result.stopped_early,
         }
     )
+    del state.history[: -max(1, train.history_window)]  # a rolling window: the full series is in MLflow
     return result
 
 

@@ -29,8 +29,6 @@ def write(ctx: Context, version: str | None, *, status: str, reason: str, replac
 
 
 def replaced_by_promotion(model: str, version: str) -> str | None:
-    """The champion ``version``'s promotion replaced (from the audit history)."""
-    for event in reversed(registry.history(model)):
-        if event["event"] == "promote" and event["version"] == version:
-            return event["from"]
-    return None
+    """The champion ``version``'s (latest) promotion replaced (from the audit history)."""
+    event = registry.latest_event(model, version, ("promote",))
+    return event["from"] if event is not None else None
