@@ -87,6 +87,7 @@ BENCHES: dict[str, Callable[[bool], Report]] = {
     "seasons": _seasons,
     "daily_profile": _module("daily_profile"),
     "flat_cost": _module("flat_cost"),
+    "dag_parse": _module("dag_parse"),
     "task_addition": _module("task_addition"),
     "state_size": _module("state_size"),
     "fisher": _fisher,
@@ -97,7 +98,7 @@ BENCHES: dict[str, Callable[[bool], Report]] = {
 }
 RUN_ORDER = (
     "daily_profile", "day_ahead", "daily_vs_retrain", "seasons", "task_addition", "state_size", "fisher", "gpu",
-    "cl_permuted", "cl_split", "drift_calibration", "flat_cost",
+    "cl_permuted", "cl_split", "drift_calibration", "dag_parse", "flat_cost",
 )  # fmt: skip
 
 

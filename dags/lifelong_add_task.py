@@ -44,7 +44,7 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(?![\s\S])"  # the whole value (a "$" 
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
-    default_args=default_args(),
+    default_args=default_args(_params),
     tags=["lifelong", "task-addition"],
     params={
         "model": Param(

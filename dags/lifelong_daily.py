@@ -37,7 +37,7 @@ def _date(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=None) if value else None
 
 
-def daily_dag(model: str, dataset: str, start: str, end: str | None):
+def daily_dag(model: str, dataset: str, start: str, end: str | None, args: dict):
     data_asset = Asset(f"lifelong://data/{dataset}", group="lifelong-data")
     model_asset = Asset(f"lifelong://models/{model}", group="lifelong-models")
     pool = pool_name(model)
@@ -49,7 +49,7 @@ def daily_dag(model: str, dataset: str, start: str, end: str | None):
         end_date=_date(end),
         catchup=True,
         max_active_runs=1,
-        default_args=default_args(),
+        default_args=args,
         doc_md=__doc__,
         tags=["lifelong", "daily", model],
         params={
@@ -140,7 +140,8 @@ def daily_dag(model: str, dataset: str, start: str, end: str | None):
 
 
 project_env()
-_params = load_params()
+_params = load_params()  # once per parse, whatever the number of models (bench/dag_parse.py)
+_args = default_args(_params)
 for _name, _spec in _params.models.items():
     if _params.dataset(_spec.dataset).kind == "forecast":
-        globals()[f"lifelong_daily__{_name}"] = daily_dag(_name, _spec.dataset, _spec.start_date, _spec.end_date)
+        globals()[f"lifelong_daily__{_name}"] = daily_dag(_name, _spec.dataset, _spec.start_date, _spec.end_date, _args)

@@ -168,3 +168,32 @@ def test_add_task_form_takes_forecasters_and_a_date_range(dagbag):
         for bad in ("2012-3-1", "2012-03-01\n", "yesterday"):
             with pytest.raises(ParamValidationError):
                 params.get_param(name).resolve(value=bad)
+
+
+def test_the_daily_dag_file_reads_params_once_whatever_the_number_of_models(tmp_path):
+    """One DAG per model, but params.yaml read once per parse: read per DAG, the parse grew with the
+    square of the models (10 s for 50; bench/dag_parse.py measures it)."""
+    import json
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from bench.dag_parse import project_with_models
+
+    project = project_with_models(tmp_path / "project", 3)
+    probe = (
+        "import json\n"
+        "import lifelong.config as config\n"
+        "calls = []\n"
+        "real = config.load_params\n"
+        "config.load_params = lambda *a, **k: calls.append(1) or real(*a, **k)\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(REPO / 'dags' / 'lifelong_daily.py')!r})\n"
+        "print(json.dumps({'dags': sorted(bag.dag_ids), 'reads': len(calls), 'errors': list(bag.import_errors)}))\n"
+    )
+    env = {**os.environ, "LIFELONG_PROJECT_DIR": str(project), "LIFELONG_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not found["errors"] and len(found["dags"]) == 3, found
+    assert found["reads"] == 1, found

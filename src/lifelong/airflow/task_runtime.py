@@ -197,14 +197,15 @@ def service_unavailable(exc: BaseException, try_number: int | None = None, retri
     return ServiceUnavailable(f"{what} did not answer{detail}; {then}")
 
 
-def default_args() -> dict[str, Any]:
-    """``retries``, ``retry_delay`` and backoff of every lifelong task, from ``params.yaml``'s ``retry``,
-    and the alert on a task's final failure."""
+def default_args(params: Any = None) -> dict[str, Any]:
+    """``retries``, ``retry_delay`` and backoff of every lifelong task, from ``params.yaml``'s ``retry``
+    (``params``: the already loaded :class:`~lifelong.config.Params`, which a DAG file building one DAG
+    per model passes, so that the file is not read once per DAG), and the alert on a task's final failure."""
     from datetime import timedelta
 
     from lifelong.config import load_params
 
-    retry = load_params().retry
+    retry = (params or load_params()).retry
     return {
         "retries": retry.retries,
         "retry_delay": timedelta(seconds=retry.delay_s),
