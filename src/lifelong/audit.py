@@ -129,21 +129,24 @@ def last_move(client: MlflowClient, experiment_id: str, model: str) -> dict[str,
     found = find(client, experiment_id, key) if isinstance(key, str) and _SAFE_KEY.fullmatch(key) else None
     if found is not None and found["model"] == model:
         return found
-    newest = [_newest(client, experiment_id, f"tags.model = '{model}' and tags.event = '{k}'") for k in CHAMPION_MOVES]
-    return max((n for n in newest if n is not None), key=lambda n: n[0], default=(0, None))[1]
+    return _newest_of(client, experiment_id, [f"tags.model = '{model}' and tags.event = '{k}'" for k in CHAMPION_MOVES])
 
 
 def latest_of_version(
     client: MlflowClient, experiment_id: str, model: str, version: str, kinds: tuple[str, ...]
 ) -> dict[str, Any] | None:
     """The newest event among ``kinds`` of one version of ``model`` (a handful at most), or None."""
-    newest = []
-    for kind in kinds:
-        if kind not in EVENTS:
-            raise ValueError(f"unknown audit event {kind!r}")
-        wanted = f"tags.model = '{model}' and tags.version = '{version}' and tags.event = '{kind}'"
-        newest.append(_newest(client, experiment_id, wanted))
-    return max((n for n in newest if n is not None), key=lambda n: n[0], default=(0, None))[1]
+    unknown = [kind for kind in kinds if kind not in EVENTS]
+    if unknown:
+        raise ValueError(f"unknown audit event {unknown[0]!r}")
+    wanted = [f"tags.model = '{model}' and tags.version = '{version}' and tags.event = '{k}'" for k in kinds]
+    return _newest_of(client, experiment_id, wanted)
+
+
+def _newest_of(client: MlflowClient, experiment_id: str, filters: list[str]) -> dict[str, Any] | None:
+    """The newest event matching any of ``filters`` (one exact-match query each), or None."""
+    found = [n for n in (_newest(client, experiment_id, wanted) for wanted in filters) if n is not None]
+    return max(found, key=lambda n: n[0])[1] if found else None
 
 
 def _newest(client: MlflowClient, experiment_id: str, wanted: str) -> tuple[int, dict[str, Any]] | None:

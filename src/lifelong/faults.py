@@ -145,22 +145,23 @@ def _pause(name: str) -> None:
     tmp.write_text(f"{os.getpid()}\n")
     tmp.replace(folder / f"{name}.reached")  # whole or absent: a test never reads half a pid
     limit = float(os.environ.get(PAUSE_S_ENV) or 300)
-    deadline = time.monotonic() + limit
-    while not go.exists():
-        if time.monotonic() >= deadline:
-            raise InjectedCrash(f"paused at checkpoint {name!r} and never released ({go} after {limit:g} s)")
-        time.sleep(0.02)
+    if not _appears(go, limit):
+        raise InjectedCrash(f"paused at checkpoint {name!r} and never released ({go} after {limit:g} s)")
 
 
-def reached(name: str, *, timeout: float = 60.0) -> bool:
-    """Wait until a process paused at checkpoint ``name`` (``pause:<name>``); False if none did in time."""
-    path = pause_dir() / f"{name}.reached"
+def _appears(path: Path, timeout: float) -> bool:
+    """Whether ``path`` exists within ``timeout`` seconds (polled)."""
     deadline = time.monotonic() + timeout
     while not path.exists():
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.02)
     return True
+
+
+def reached(name: str, *, timeout: float = 60.0) -> bool:
+    """Wait until a process paused at checkpoint ``name`` (``pause:<name>``); False if none did in time."""
+    return _appears(pause_dir() / f"{name}.reached", timeout)
 
 
 def release(name: str) -> None:

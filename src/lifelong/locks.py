@@ -27,7 +27,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +56,20 @@ def _holder(fd: int) -> str:
         return "another process"
 
 
+def poll(take: Callable[[], bool], timeout: float, gave_up: Callable[[], StoreBusy], *, interval: float) -> None:
+    """Call ``take`` until it gets the lock; found held, pass checkpoint ``lock_wait`` once
+    (:mod:`lifelong.faults`), then retry every ``interval`` s; after ``timeout`` s raise ``gave_up()``.
+    The wait of every lock backend (this file lock, :mod:`lifelong.modellock`'s PostgreSQL one)."""
+    deadline, waited = time.monotonic() + timeout, False
+    while not take():
+        if not waited:
+            waited = True
+            faults.checkpoint("lock_wait")
+        if time.monotonic() >= deadline:
+            raise gave_up()
+        time.sleep(interval)
+
+
 @contextmanager
 def hold(path: Path, what: str, *, timeout: float | None = None, busy: str = "store busy") -> Iterator[None]:
     """Hold the exclusive lock ``path`` while the block runs; wait up to ``timeout`` seconds.
@@ -68,20 +82,18 @@ def hold(path: Path, what: str, *, timeout: float | None = None, busy: str = "st
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline, waited = time.monotonic() + timeout, False
-        while True:
+
+        def take() -> bool:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return True
             except BlockingIOError:
-                if not waited:
-                    waited = True
-                    faults.checkpoint("lock_wait")
-                if time.monotonic() >= deadline:
-                    raise StoreBusy(
-                        f"{busy}: held by {_holder(fd)}; gave up after {timeout:g} s (lock {path})"
-                    ) from None
-                time.sleep(0.05)
+                return False
+
+        def gave_up() -> StoreBusy:
+            return StoreBusy(f"{busy}: held by {_holder(fd)}; gave up after {timeout:g} s (lock {path})")
+
+        poll(take, timeout, gave_up, interval=0.05)
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),

@@ -35,7 +35,6 @@ import hashlib
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -86,7 +85,7 @@ def hold(home: Path, model: str, what: str, *, timeout: float | None = None) -> 
     Raises :class:`~lifelong.errors.StoreBusy`, naming the holder, when ``timeout`` runs out.
     """
     depths = _depths()
-    if depths.get(model, 0) > 0 or model in inherited():
+    if held_here(model):
         depths[model] = depths.get(model, 0) + 1
         try:
             yield
@@ -179,17 +178,16 @@ def _pg_hold(url: str, model: str, what: str, timeout: float | None) -> Iterator
     name = f"lifelong pid {os.getpid()}@{socket.gethostname()} {what}"[:63]  # NAMEDATALEN - 1
     conn = _connect(url, name)
     try:
-        deadline, warned = time.monotonic() + timeout, False
-        while not _one(conn, "SELECT pg_try_advisory_lock(%s)", (key,))[0]:
-            if not warned:
-                warned = True
-                faults.checkpoint("lock_wait")
-            if time.monotonic() >= deadline:
-                raise StoreBusy(
-                    f"model busy: {model} is held by {_pg_holder(conn, key)}; gave up after {timeout:g} s "
-                    f"(PostgreSQL advisory lock {key}, asked at {datetime.now(UTC).isoformat(timespec='seconds')})"
-                ) from None
-            time.sleep(0.1)
+        asked = datetime.now(UTC).isoformat(timespec="seconds")
+        locks.poll(
+            lambda: bool(_one(conn, "SELECT pg_try_advisory_lock(%s)", (key,))[0]),
+            timeout,
+            lambda: StoreBusy(
+                f"model busy: {model} is held by {_pg_holder(conn, key)}; gave up after {timeout:g} s "
+                f"(PostgreSQL advisory lock {key}, asked at {asked})"
+            ),
+            interval=0.1,
+        )
         try:
             yield
         finally:

@@ -628,7 +628,7 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
     if current == version:
         # already champion: a retry, or a second trigger of the same day. Its promotion is recorded
         # unless a crash came between moving the alias and writing the event (then write it now).
-        last = _last_champion_event(model_name)
+        last = last_champion_move(model_name)
         if last is not None and last["version"] == version:
             return {**last, "champion": version, "previous": _alias(client, model_name, PREVIOUS), "changed": False}
     from_version = current if current != version else _audit_from(client, model_name, version)
@@ -669,11 +669,6 @@ def settle(model_name: str) -> dict[str, Any] | None:
     Returns the completed move's outcome (its audit event, the aliases after it), or None.
     """
     return _settle(_client(), _check("model", model_name))
-
-
-def _last_champion_event(model_name: str) -> dict[str, Any] | None:
-    """The latest audit event that moved ``champion`` (a promotion or a rollback), if any."""
-    return last_champion_move(model_name)
 
 
 def _audit_from(client: MlflowClient, model_name: str, version: str) -> str | None:
@@ -801,7 +796,7 @@ def _interrupted_rollback(client: MlflowClient, model_name: str, champion_versio
     Its trace: the audit log still ends at the version it rolled back from, and that version
     carries the rollback's intent (tag ``rolling_back_to``) naming the version that is champion now.
     """
-    last = _last_champion_event(model_name)
+    last = last_champion_move(model_name)
     if last is None or last["version"] in (None, champion_version):
         return None
     try:
@@ -848,7 +843,7 @@ def fallback(model_name: str, champion_version: str | int, *, skip: str | None =
     complete; None when there is none. ``skip``: a version about to be rolled back.
     """
     client = _client()
-    served = {e["version"] for e in history(model_name) if e["event"] in ("promote", "rollback") and e["version"]}
+    served = {e["version"] for e in history(model_name) if e["event"] in audit.CHAMPION_MOVES and e["version"]}
     older = sorted((v for v in served if int(v) < int(champion_version)), key=int, reverse=True)
     for version in older:
         if version == skip:
@@ -929,40 +924,43 @@ def describe(model_name: str, version: str | int, text: str) -> None:
     _client().update_model_version(_check("model", model_name), str(version), description=text[:20000])
 
 
-def audit_event(key: str) -> dict[str, Any] | None:
-    """The audit event recorded under ``key`` (see :func:`lifelong.audit.event_key`), if any."""
+def _audit_log() -> tuple[MlflowClient, str | None]:
+    """A client and the audit experiment's id (None before anything was recorded): what every reader needs."""
     client = _client()
     found = client.get_experiment_by_name(audit.AUDIT_EXPERIMENT)
-    return audit.find(client, found.experiment_id, key) if found is not None else None
+    return client, found.experiment_id if found is not None else None
+
+
+def audit_event(key: str) -> dict[str, Any] | None:
+    """The audit event recorded under ``key`` (see :func:`lifelong.audit.event_key`), if any."""
+    client, experiment_id = _audit_log()
+    return audit.find(client, experiment_id, key) if experiment_id is not None else None
 
 
 def last_champion_move(model_name: str) -> dict[str, Any] | None:
     """The newest promotion or rollback of ``model_name`` (None before any), read without listing the
     log (:func:`lifelong.audit.last_move`)."""
-    client = _client()
-    found = client.get_experiment_by_name(audit.AUDIT_EXPERIMENT)
-    if found is None:
+    client, experiment_id = _audit_log()
+    if experiment_id is None:
         return None
-    return audit.last_move(client, found.experiment_id, _check("model", model_name))
+    return audit.last_move(client, experiment_id, _check("model", model_name))
 
 
 def latest_event(model_name: str, version: str | int, kinds: tuple[str, ...] = audit.EVENTS) -> dict[str, Any] | None:
     """The newest audit event among ``kinds`` of one version (exact-match tags, a handful of events), or None."""
-    client = _client()
-    found = client.get_experiment_by_name(audit.AUDIT_EXPERIMENT)
-    if found is None:
+    client, experiment_id = _audit_log()
+    if experiment_id is None:
         return None
     model, number = _check("model", model_name), _check("version", str(version))
-    return audit.latest_of_version(client, found.experiment_id, model, number, kinds)
+    return audit.latest_of_version(client, experiment_id, model, number, kinds)
 
 
 def history(model_name: str) -> list[dict[str, Any]]:
     """Every promotion, rejection and rollback of ``model_name``, oldest first."""
-    client = _client()
-    found = client.get_experiment_by_name(audit.AUDIT_EXPERIMENT)
-    if found is None:
+    client, experiment_id = _audit_log()
+    if experiment_id is None:
         return []
-    return audit.events(client, found.experiment_id, _check("model", model_name))
+    return audit.events(client, experiment_id, _check("model", model_name))
 
 
 # --------------------------------------------------------------------------- runs a crash left open

@@ -46,9 +46,10 @@ def changes_model(step: F | None = None, *, settle: bool = True) -> F | Callable
         from lifelong.config import load_params, load_settings
 
         settings = load_settings()
-        load_params(settings.params_path).model(model)  # refused with the known models' names
-        faults.checkpoint("step_start")
         first = modellock.depth(model) == 0  # the outermost step of this thread settles
+        if first:  # an inner step's model was checked by the step around it
+            load_params(settings.params_path).model(model)  # refused with the known models' names
+        faults.checkpoint("step_start")
         with modellock.hold(settings.home, model, f"{name} {model}"):
             if first and settle:
                 registry.settle(model)
