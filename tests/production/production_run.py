@@ -107,6 +107,11 @@ def _wait_for_daily_runs(topo: Any, timeout: float) -> list[dict[str, Any]]:
         time.sleep(3)
 
 
+def step_timings(root: Path) -> Path:
+    """The file the tasks append their step times to (``LIFELONG_STEP_TIMINGS``)."""
+    return root / "step-timings.jsonl"
+
+
 def production_run(root: Path) -> Production:
     """Start the topology under ``root`` and run the DAGs; the caller must ``close()`` the result."""
     from topology import production_topology
@@ -118,6 +123,7 @@ def production_run(root: Path) -> Production:
         # MLflow's client retries a failed request 7 times over minutes by default; here once, so that
         # a server that is down fails the task in seconds and Airflow's retries (params.yaml) take over
         quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+        quick["LIFELONG_STEP_TIMINGS"] = str(step_timings(root))  # each step's time, one JSON line per call
         topo = stack.enter_context(
             production_topology(_dags_folder(root), root / "topology", project_dir=project, extra_env=quick)
         )

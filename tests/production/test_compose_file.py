@@ -158,6 +158,24 @@ def test_airflow_services_share_image_and_configuration(compose: dict[str, Any])
     assert anchor["AIRFLOW__CORE__AUTH_MANAGER"].endswith("SimpleAuthManager")
 
 
+def test_workers_preload_the_pipeline_libraries(compose: dict[str, Any]) -> None:
+    """The Celery settings every Airflow service reads name lifelong's worker imports, and naming them imports
+    nothing heavy (the scheduler and the API server import the settings too)."""
+    import subprocess
+    import sys
+
+    path = compose["x-airflow-env"]["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"]
+    module, _, name = path.rpartition(".")
+    probe = (
+        f"import sys, importlib; config = getattr(importlib.import_module({module!r}), {name!r}); "
+        "print(config['imports'][-1], 'torch' in sys.modules, 'mlflow' in sys.modules, "
+        "config['broker_url'] is not None)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    out = done.stdout.splitlines()[-1].split()  # Airflow's configuration warnings may come first
+    assert out == ["lifelong.airflow.worker_imports", "False", "False", "True"], out
+
+
 def test_gpu_worker_serves_only_gpu_with_one_gpu(compose: dict[str, Any]) -> None:
     gpu, cpu = compose["services"]["airflow-worker-gpu"], compose["services"]["airflow-worker"]
     assert queues_of(gpu) == ["gpu"]

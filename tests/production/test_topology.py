@@ -16,7 +16,7 @@ import psutil
 import pytest
 import redis
 import requests
-from production_run import DAYS, MODEL, PROBE, START, WARMUP, Production
+from production_run import DAYS, MODEL, PROBE, START, WARMUP, Production, step_timings
 from topology import REDIS_HOST, REDIS_PORT
 
 pytestmark = [pytest.mark.production, pytest.mark.slow]
@@ -77,6 +77,22 @@ def test_update_runs_on_the_gpu_worker(production: Production) -> None:
         on_gpu = {t: ti for t, ti in ran.items() if t in gpu_tasks}
         assert on_default and {ti["hostname"] for ti in on_default.values()} == {"airflow-worker"}, ran
         assert all(ti["queue"] == "gpu" and ti["hostname"] == "airflow-worker-gpu" for ti in on_gpu.values()), ran
+
+
+def test_tasks_start_from_a_worker_that_imported_the_pipeline(production: Production) -> None:
+    """Each step ran in a process forked from a worker that had imported torch, MLflow, GX and DVC already
+    (lifelong.airflow.celery_preload): no task paid for those imports."""
+    records = [json.loads(line) for line in step_timings(production.workdir).read_text().splitlines()]
+    ran = {(r["dag_run_id"], r["task_id"]) for r in records}
+    expected = {
+        (run_id, task)
+        for run_id, tis in production.daily_tis.items()
+        for task, ti in tis.items()
+        if ti["state"] == "success" and task != "task_shift"  # the one task that calls no step
+    }
+    assert expected <= ran, expected - ran
+    assert [r for r in records if not r["warm"]] == []
+    assert all(r["process_started"] <= r["began"] <= r["ended"] for r in records)
 
 
 def test_mlflow_server_registry_has_the_champion(production: Production) -> None:

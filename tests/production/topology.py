@@ -445,6 +445,7 @@ def _airflow_env(
         "AIRFLOW__API__SECRET_KEY": secrets_["api"],
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "true",
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "lifelong.airflow.celery_preload.CELERY_CONFIG",
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         "AIRFLOW_ADMIN_USER": secrets_["admin_user"],
         "LIFELONG_PROJECT_DIR": str(project_dir),

@@ -13,17 +13,29 @@ runs, never when the DAG file is parsed. Errors map to Airflow outcomes:
 
 A refused batch (quarantine) and a task's final failure (no retry left) also send an alert
 (:mod:`lifelong.notify`; off unless ``LIFELONG_ALERT_WEBHOOK`` is set).
+
+Each step's time is logged in the task's log (``step daily.update: 0.87 s``); with
+``LIFELONG_STEP_TIMINGS`` naming a file, a JSON line per step call is appended to it as well:
+when the task process started, when the step began and ended, and whether the process found
+the pipeline's libraries already imported (a preloading worker, :mod:`.celery_preload`).
+``bench/fleet.py`` reads them to split a task's time into queueing, start and work.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import logging
 import os
+import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 REPO_DIR = Path(__file__).resolve().parents[3]
+STEP_TIMINGS_ENV = "LIFELONG_STEP_TIMINGS"
+log = logging.getLogger("lifelong.task")
 
 
 def project_env() -> None:
@@ -68,9 +80,15 @@ def call(step: str, *args: Any, context: Mapping[str, Any], **kwargs: Any) -> An
 
     project_env()
     info = run_info(context)
+    warm = "torch" in sys.modules  # imported before the step: by a preloading worker, or an earlier step here
+    began = time.time()
+    outcome = "error"
     try:
-        return step_function(step)(*args, run_info=info, **kwargs)
+        result = step_function(step)(*args, run_info=info, **kwargs)
+        outcome = "ok"
+        return result
     except NotReady as exc:
+        outcome = "skipped"
         raise AirflowSkipException(str(exc)) from None
     except (RefusedBatch, ConfigError, StateError, MissingForecastInputs, TaskMismatch) as exc:
         if isinstance(exc, RefusedBatch):
@@ -81,6 +99,30 @@ def call(step: str, *args: Any, context: Mapping[str, Any], **kwargs: Any) -> An
         if unreachable is None:
             raise
         raise unreachable from exc
+    finally:
+        _record_time(step, context, info, began, time.time(), outcome, warm)
+
+
+def _record_time(
+    step: str, context: Mapping[str, Any], info: dict, began: float, ended: float, outcome: str, warm: bool
+) -> None:
+    """The step's time in the task log and, with ``LIFELONG_STEP_TIMINGS`` set, as a JSON line in that file."""
+    log.info("step %s: %.2f s (%s)", step, ended - began, outcome)
+    path = os.environ.get(STEP_TIMINGS_ENV)
+    if not path:
+        return
+    import psutil
+
+    record = {
+        **info, "task_id": getattr(context.get("ti"), "task_id", None), "step": step, "outcome": outcome,
+        "pid": os.getpid(), "process_started": psutil.Process().create_time(), "began": began, "ended": ended,
+        "warm": warm,
+    }  # fmt: skip
+    try:
+        with open(path, "a", encoding="utf-8") as out:  # one short write: appends from many tasks do not interleave
+            out.write(json.dumps(record) + "\n")
+    except OSError as exc:  # a profiling aid never fails the step it measured
+        log.warning("could not append the step's time to %s: %s", path, exc)
 
 
 def _alert_quarantine(model: Any, info: dict, exc: Exception) -> None:
