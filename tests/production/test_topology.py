@@ -31,6 +31,8 @@ def test_authentication_is_on(production: Production) -> None:
     search = f"{topo.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
     assert requests.get(search, timeout=60).status_code == 401
     assert requests.get(search, timeout=60, auth=(topo.mlflow_user, topo.mlflow_password)).status_code == 200
+    # the server caches a successful login (docker/mlflow-server.sh), never a failed one
+    assert requests.get(search, timeout=60, auth=(topo.mlflow_user, "wrong")).status_code == 401
     assert requests.get(f"{topo.airflow_url}/api/v2/dags", timeout=60).status_code == 401
     bad = {"username": topo.admin_user, "password": "wrong"}
     assert requests.post(f"{topo.airflow_url}/auth/token", json=bad, timeout=60).status_code == 401
