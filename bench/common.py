@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,20 @@ def md_table(header: list[str], rows: list[list[Any]], align: str | None = None)
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def wait_for_mlflow(uri: str, server: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+    """Wait until the MLflow server at ``uri`` answers ``/health``; raise with its log's tail if it exits first."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with suppress(requests.RequestException):
+            if requests.get(f"{uri}/health", timeout=2).ok:
+                return
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the MLflow server did not start; {log}:\n{log.read_text(errors='replace')[-2000:]}")
+        time.sleep(1)
 
 
 @contextmanager

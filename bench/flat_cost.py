@@ -50,7 +50,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import OUT_DIR, Report, Target, isolated_project, md_table
+from bench.common import OUT_DIR, Report, Target, isolated_project, md_table, wait_for_mlflow
 
 MODEL = "demand_forecaster"
 STEPS = {  # step -> its module in lifelong.steps (run_day calls them through the module)
@@ -129,7 +129,6 @@ class StepTimer:
 def production_mlflow(workdir: Path) -> Iterator[str]:
     """An MLflow tracking server on a fresh PostgreSQL database; yields its URI; stops it and drops the database."""
     import psycopg
-    import requests
     from psycopg import sql
 
     db = f"lifelong_bench_{os.getpid()}_{secrets.token_hex(3)}"
@@ -150,14 +149,7 @@ def production_mlflow(workdir: Path) -> Iterator[str]:
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{uri}/health", timeout=2).ok:
-                    break
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the MLflow server did not start; see {workdir / 'mlflow-server.log'}")
-            time.sleep(1)
+        wait_for_mlflow(uri, server, workdir / "mlflow-server.log")
         yield uri
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -43,6 +43,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import signal
 import statistics
 import sys
@@ -54,7 +55,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import OUT_DIR, REPO, RESULTS_DIR, Report, Target, isolated_project, md_table
+from bench.common import OUT_DIR, REPO, RESULTS_DIR, Report, Target, isolated_project, md_table, wait_for_mlflow
 
 PREFIX = "fleet_"
 D1 = date(2012, 2, 1)  # the bootstrap day; D2 = D1 + 1, the first update
@@ -234,14 +235,7 @@ def auth_requests(count: int = 40) -> list[list[Any]]:
                                           stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
             url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
             try:
-                deadline = time.monotonic() + 180
-                while True:
-                    with contextlib.suppress(requests.RequestException):
-                        if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
-                            break
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"the MLflow server did not start: {log.read_text()[-2000:]}")
-                    time.sleep(1)
+                wait_for_mlflow(f"http://127.0.0.1:{port}", server, log)
                 session = requests.Session()
                 session.auth = ("admin", password)
                 session.get(url, timeout=60).raise_for_status()  # the first login (and the cache's fill)
@@ -490,7 +484,9 @@ def bench_args(argv: list[str]) -> Report:
 
 
 def bench(quick: bool) -> Report:
-    return bench_args(["--quick"] if quick else [])
+    """``bench/run.py``'s entry; ``BENCH_FLEET_ARGS`` adds arguments (e.g. ``--models 1,10``, or
+    ``--from-json bench/results/fleet.json`` to report the committed records of a run made apart)."""
+    return bench_args((["--quick"] if quick else []) + shlex.split(os.environ.get("BENCH_FLEET_ARGS", "")))
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -7,6 +7,10 @@ benchmark. ``--only daily_vs_retrain,state_size`` runs those alone and replaces 
 sections, keeping the others as they were (each section says which run produced it).
 
 A benchmark that fails leaves a FAILED section with its error; the exit status is then 1.
+
+``fleet`` (section 2d: the production topology with 1 to 50 models) runs with ``--full`` or
+``--only fleet``; a plain ``--quick`` skips it (it needs PostgreSQL and Redis, and its own quick
+form, ``python -m bench.fleet --quick``, takes about 10 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ BENCHES: dict[str, Callable[[bool], Report]] = {
     "seasons": _seasons,
     "daily_profile": _module("daily_profile"),
     "flat_cost": _module("flat_cost"),
+    "fleet": _module("fleet"),
     "dag_parse": _module("dag_parse"),
     "task_addition": _module("task_addition"),
     "state_size": _module("state_size"),
@@ -98,8 +103,9 @@ BENCHES: dict[str, Callable[[bool], Report]] = {
 }
 RUN_ORDER = (
     "daily_profile", "day_ahead", "daily_vs_retrain", "seasons", "task_addition", "state_size", "fisher", "gpu",
-    "cl_permuted", "cl_split", "drift_calibration", "dag_parse", "flat_cost",
+    "cl_permuted", "cl_split", "drift_calibration", "dag_parse", "flat_cost", "fleet",
 )  # fmt: skip
+FULL_ONLY = {"fleet"}  # skipped by a plain --quick run (see the module's docstring)
 
 
 def _git(*args: str) -> str:
@@ -174,10 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     mode_name = "quick" if args.quick else "full"
     head = commit()
     stamp = f"Run {when}, {mode_name}, commit {head}, on {hardware()}"
-    sections = {m.group(1): m.group(0) for m in SECTION.finditer(RESULTS.read_text())} if only else {}
+    earlier = {m.group(1): m.group(0) for m in SECTION.finditer(RESULTS.read_text())}
+    # --only replaces its sections alone; a quick run keeps the last full run's sections it skips
+    sections = earlier if only else {k: v for k, v in earlier.items() if args.quick and k in FULL_ONLY}
     failed = False
     for key in RUN_ORDER:
-        if only and key not in only:
+        if (only and key not in only) or (not only and args.quick and key in FULL_ONLY):
             continue
         began = time.perf_counter()
         print(f"[bench] {key} ({mode_name}) ...", file=sys.stderr, flush=True)
