@@ -155,7 +155,8 @@ def run_tasks(tasks: list[str], epochs: int | None) -> list[dict]:
 
 
 def summary(daily: list[dict]) -> str:
-    """The closing table: days, promotions, rejections, MAE trend, accuracy matrix, where to look."""
+    """The closing table: days, promotions, rejections, MAE trend, task shifts and the forecaster's task
+    matrix over its regimes, the classifier's accuracy matrix, where to look."""
     from lifelong import registry
 
     settings = load_settings()
@@ -184,6 +185,7 @@ def summary(daily: list[dict]) -> str:
     lines.append(f"task shifts of {FORECASTER} (strategy {strategy}): {len(shifts) or 'none'}")
     for d in shifts:
         lines.append(f"  {d['date']}  {_consolidated(d['consolidation'])}")
+    lines += _forecaster_task_matrix()
     champion = registry.champion(CLASSIFIER)
     if champion:
         matrix = registry.read_json(CLASSIFIER, champion, "eval/accuracy_matrix.json")
@@ -202,6 +204,22 @@ def summary(daily: list[dict]) -> str:
         f"  history:  lifelong history {FORECASTER}",
     ]
     return "\n".join(lines)
+
+
+def _forecaster_task_matrix() -> list[str]:
+    """The forecaster's task matrix over its regimes (:mod:`lifelong.steps.regime_matrix`), or one line
+    when it has a single task so far; nothing before its first champion."""
+    from lifelong import registry
+    from lifelong.errors import LifelongError
+    from lifelong.steps import regime_matrix
+
+    if registry.champion(FORECASTER) is None:
+        return []
+    try:
+        found = regime_matrix.regime_matrix(FORECASTER)
+    except LifelongError as exc:  # e.g. the champion's data version is not in the local cache
+        return [f"task matrix of {FORECASTER}: not computed ({exc})"]
+    return regime_matrix.format_matrix(found, unit="MW")
 
 
 def _published_forecast(settings: Any) -> list[str]:
