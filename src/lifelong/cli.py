@@ -1,8 +1,9 @@
 """``lifelong ...``: every step by hand, plus demo, status, history and rollback.
 
 Each command is a thin wrapper over a step of ``lifelong.steps`` (or the module that owns
-the action). Results go to stdout as JSON; a refusal is one line on stderr and a
-non-zero exit, never a traceback (set ``LIFELONG_DEBUG=1`` to see one).
+the action). Results go to stdout as JSON (``task-matrix`` prints a table, JSON with ``--json``);
+a refusal is one line on stderr and a non-zero exit, never a traceback (set ``LIFELONG_DEBUG=1``
+to see one).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ learned), task 1 D+10..D+11; every one of those days has a full window and a wee
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -121,15 +122,19 @@ def test_the_demo_and_the_cli_print_it(shifted: dict, capsys: pytest.CaptureFixt
     assert cli.main(["task-matrix", MODEL]) == 0
     assert "after 1 (v" in capsys.readouterr().out
     assert cli.main(["task-matrix", MODEL, "--json"]) == 0
-    import json
-
     assert json.loads(capsys.readouterr().out)["matrix"] == found["matrix"]
 
 
-def test_one_regime_prints_one_line() -> None:
+def test_before_the_shift_there_is_one_task(shifted: dict) -> None:
+    """The closing version's own state records one regime (the open one, up to the last day it learned);
+    a matrix of one task prints as one line."""
+    from lifelong import registry
     from lifelong.steps import regime_matrix
 
-    found = {"model": MODEL, "tasks": ["0"], "ranges": [["2012-01-01", "2012-01-30"]]}
+    regimes = regime_matrix.regimes_of(registry.load_state_of(MODEL, shifted["closing"]))
+    assert [(r.task, r.first, r.last) for r in regimes] == [("0", TASK_DAYS[0][0], TASK_DAYS[0][-1])]
+    found = {"model": MODEL, "tasks": ["0"], "ranges": [[str(TASK_DAYS[0][0]), str(TASK_DAYS[0][-1])]]}
     assert regime_matrix.format_matrix(found) == [
-        f"task matrix of {MODEL}: one task so far, task 0 (2012-01-01 to 2012-01-30); a task shift opens the next"
+        f"task matrix of {MODEL}: one task so far, task 0 ({TASK_DAYS[0][0]} to {TASK_DAYS[0][-1]}); "
+        "a task shift opens the next"
     ]

@@ -254,13 +254,10 @@ def pooled_scores(state: LearnerState, samples: list[inputs.DayAhead], stats: di
     """``state``'s day-ahead forecasts of ``samples`` (built with ``stats``), every day's steps pooled,
     in the target's units: :func:`metrics.forecast_scores` beside the naive forecasts that could be
     made on every day (``mase`` NaN without the weekly naive)."""
-    scale = windows.target_scale(stats)
-    preds, trues = [], []
-    for sample in samples:
-        pred, true = metrics.forecast_in_units(state.model, sample.x, sample.y, scale)
-        preds.append(pred[0, : sample.steps])
-        trues.append(true[0, : sample.steps])
-    pred, true = torch.cat(preds).double(), torch.cat(trues).double()
+    x, y = torch.cat([s.x for s in samples]), torch.cat([s.y for s in samples])
+    pred, true = metrics.forecast_in_units(state.model, x, y, windows.target_scale(stats))  # one batch
+    pred = torch.cat([pred[k, : s.steps] for k, s in enumerate(samples)]).double()
+    true = torch.cat([true[k, : s.steps] for k, s in enumerate(samples)]).double()
     common = set.intersection(*(set(s.naive) for s in samples))
     naive = {k: torch.cat([s.naive[k] for s in samples]).double() for k in sorted(common)}
     if "weekly_naive" in naive:

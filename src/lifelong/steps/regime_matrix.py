@@ -32,6 +32,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from lifelong import registry
+from lifelong.data.snapshot import CachedSnapshot, Snapshot
 from lifelong.errors import LifelongError
 from lifelong.learn import metrics
 from lifelong.learn.state import LearnerState
@@ -97,7 +98,7 @@ class _Column:
     samples: list[inputs.DayAhead]
 
 
-def _column(ctx: Context, snap: Any, regime: Regime, stored: set[date], stats: dict) -> _Column:
+def _column(ctx: Context, snap: Snapshot, regime: Regime, stored: set[date], stats: dict) -> _Column:
     days, samples = [], []
     span = (regime.last - regime.first).days + 1
     for day in (regime.first + timedelta(days=k) for k in range(span)):
@@ -137,7 +138,8 @@ def regime_matrix(model: str) -> dict[str, Any]:
     state = registry.load_state_of(model, champion, ctx.spec.architecture)
     regimes = regimes_of(state)
     data_version = registry.data_version_of(model, champion)
-    snap = inputs.snapshot(ctx, data_version)
+    base = inputs.snapshot(ctx, data_version)
+    snap = CachedSnapshot(base.version, base.files)  # each stored day read once, whatever windows read it
     stored = snap.days(ctx.dataset.name)
     versions = [closing_version(model, r, regimes[i + 1]) for i, r in enumerate(regimes[:-1])] + [champion]
     states = {champion: state}
