@@ -141,7 +141,8 @@ def regime_matrix(model: str) -> dict[str, Any]:
     base = inputs.snapshot(ctx, data_version)
     snap = CachedSnapshot(base.version, base.files)  # each stored day read once, whatever windows read it
     stored = snap.days(ctx.dataset.name)
-    versions = [closing_version(model, r, regimes[i + 1]) for i, r in enumerate(regimes[:-1])] + [champion]
+    versions = [closing_version(model, r, regimes[i + 1]) for i, r in enumerate(regimes[:-1])]
+    versions += [champion] if regimes else []
     states = {champion: state}
     columns: dict[tuple[int, str], _Column] = {}
     matrix: list[list[float]] = []
@@ -199,8 +200,11 @@ def format_matrix(found: dict[str, Any], unit: str = "") -> list[str]:
     tasks = found["tasks"]
     unit = unit or (f"{found['unit']}'s units" if found.get("unit") else "")
     if len(tasks) < 2:
-        only = f"task {tasks[0]} ({found['ranges'][0][0]} to {found['ranges'][0][1]})" if tasks else "none recorded"
-        return [f"task matrix of {found['model']}: one task so far, {only}; a task shift opens the next"]
+        if not tasks:
+            return [f"task matrix of {found['model']}: its champion records no task (no day learned)"]
+        first, last = found["ranges"][0]
+        return [f"task matrix of {found['model']}: one task so far, task {tasks[0]} ({first} to {last}); "
+                "a task shift opens the next"]  # fmt: skip
     width = max(9, *(len(t) + 2 for t in tasks))
     label = max(16, *(len(f"after {t} (v{v})") + 1 for t, v in zip(tasks, found["versions"], strict=True)))
 
@@ -208,8 +212,8 @@ def format_matrix(found: dict[str, Any], unit: str = "") -> list[str]:
         return "".join(f"{'-' if v is None else f'{v:.1f}':>{width}}" for v in values)
 
     lines = [
-        f"task matrix of {found['model']} over its regimes: day-ahead MAE{f' ({unit})' if unit else ''}, row = the "
-        "version serving when that task closed, column = that task's days",
+        f"task matrix of {found['model']} over its regimes: day-ahead MAE{f' ({unit})' if unit else ''}; row = the "
+        "version serving when that task closed (the last: the champion), column = that task's days",
         "  (days the row's version learned: test-then-train forecast each day once before learning it, so a column",
         "  measures retention and a rise down it is forgetting; not held-out error)",
         "  " + " " * label + "".join(f"{t:>{width}}" for t in tasks),
