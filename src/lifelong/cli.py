@@ -1,8 +1,9 @@
 """``lifelong ...``: every step by hand, plus demo, status, history and rollback.
 
 Each command is a thin wrapper over a step of ``lifelong.steps`` (or the module that owns
-the action). Results go to stdout as JSON; a refusal is one line on stderr and a
-non-zero exit, never a traceback (set ``LIFELONG_DEBUG=1`` to see one).
+the action). Results go to stdout as JSON (``task-matrix`` prints a table, JSON with ``--json``);
+a refusal is one line on stderr and a non-zero exit, never a traceback (set ``LIFELONG_DEBUG=1``
+to see one).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_registry_commands(sub: argparse._SubParsersAction) -> None:
-    """forecast, history, rollback."""
+    """forecast, history, task-matrix, rollback."""
     p = sub.add_parser("forecast", help="the published day-ahead forecast of a model (default: the latest day)")
     p.add_argument("model", help="registered model name (as in params.yaml)")
     p.add_argument("--date", type=_date, help="the forecast day, YYYY-MM-DD (default: the latest published)")
@@ -134,6 +135,14 @@ def _add_registry_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("history", help="every promotion, rejection and rollback of a model, oldest first")
     p.add_argument("model", help="registered model name (as in params.yaml)")
     p.set_defaults(handler=_history)
+    p = sub.add_parser(
+        "task-matrix",
+        help="a daily forecaster's task matrix over its regimes: each closed regime's last version's day-ahead "
+        "MAE on every regime's days so far (days it learned: retention, not held-out error)",
+    )
+    p.add_argument("model", help="registered model name (a forecaster of params.yaml)")
+    p.add_argument("--json", action="store_true", help="print the matrix as JSON instead of a table")
+    p.set_defaults(handler=_task_matrix)
     p = sub.add_parser(
         "rollback",
         help="point the champion alias back (default: the newest older version that served and was never "
@@ -164,6 +173,16 @@ def _history(args: argparse.Namespace) -> Any:
     from lifelong import registry
 
     return registry.history(args.model)
+
+
+def _task_matrix(args: argparse.Namespace) -> Any:
+    from lifelong.steps import regime_matrix
+
+    found = regime_matrix.regime_matrix(args.model)
+    if args.json:
+        return found
+    print("\n".join(regime_matrix.format_matrix(found)))
+    return None
 
 
 def _rollback(args: argparse.Namespace) -> Any:

@@ -155,7 +155,8 @@ def run_tasks(tasks: list[str], epochs: int | None) -> list[dict]:
 
 
 def summary(daily: list[dict]) -> str:
-    """The closing table: days, promotions, rejections, MAE trend, accuracy matrix, where to look."""
+    """The closing table: days, promotions, rejections, MAE trend, task shifts and the forecaster's task
+    matrix over its regimes, the classifier's accuracy matrix, where to look."""
     from lifelong import registry
 
     settings = load_settings()
@@ -184,6 +185,7 @@ def summary(daily: list[dict]) -> str:
     lines.append(f"task shifts of {FORECASTER} (strategy {strategy}): {len(shifts) or 'none'}")
     for d in shifts:
         lines.append(f"  {d['date']}  {_consolidated(d['consolidation'])}")
+    lines += _forecaster_task_matrix(shifts)
     champion = registry.champion(CLASSIFIER)
     if champion:
         matrix = registry.read_json(CLASSIFIER, champion, "eval/accuracy_matrix.json")
@@ -202,6 +204,33 @@ def summary(daily: list[dict]) -> str:
         f"  history:  lifelong history {FORECASTER}",
     ]
     return "\n".join(lines)
+
+
+def _forecaster_task_matrix(shifts: list[dict]) -> list[str]:
+    """The forecaster's task matrix over its regimes (:mod:`lifelong.steps.regime_matrix`), or one line
+    when it has a single task so far; nothing before its first champion. A shift of ``shifts`` whose
+    task the champion does not record (that day's candidate was not promoted, and the updates after
+    it started from the champion) is named."""
+    from lifelong import registry
+    from lifelong.errors import LifelongError
+    from lifelong.steps import regime_matrix
+
+    if registry.champion(FORECASTER) is None:
+        return []
+    try:
+        found = regime_matrix.regime_matrix(FORECASTER)
+    except LifelongError as exc:  # e.g. the champion's data version is not in the local cache
+        return [f"task matrix of {FORECASTER}: not computed ({exc})"]
+    lines = regime_matrix.format_matrix(found, unit="MW")
+    opened = {first for first, _ in found["ranges"]}
+    for d in shifts:  # a shift on day D opens its task from D - 1 (the day its update learns first)
+        if str(date.fromisoformat(d["date"]) - timedelta(days=1)) not in opened and found["tasks"]:
+            lines.append(
+                f"  the shift of {d['date']} (task {d['consolidation']['task']}) was not kept: that day's candidate "
+                f"was {d['outcome']} and the updates after it started from the champion, still on task "
+                f"{found['tasks'][-1]}"
+            )
+    return lines
 
 
 def _published_forecast(settings: Any) -> list[str]:

@@ -492,6 +492,25 @@ def find_state_run(model_name: str, run_key: str) -> str | None:
     return found[0].info.run_id if found else None
 
 
+def shift_consolidation(model_name: str, day: str) -> dict[str, str] | None:
+    """The consolidation the daily run of ``day`` logged on a task shift (the newest complete one):
+    its params (``champion``: the version whose regime it closed, ``fisher_task``, ``opened_task``,
+    ``date``, ...) and ``run_id``; None when that day consolidated nothing.
+
+    Found by the run key :func:`lifelong.steps.shift.consolidate` gives it (``<model>/shift/<day>/...``).
+    """
+    client = _client()
+    experiment = _experiment(client, _check("model", model_name))
+    prefix = _check("run key", f"{model_name}/shift/{_check('day', day)}/")
+    found = client.search_runs(
+        [experiment],
+        filter_string=f"tags.run_key LIKE '{prefix}%' and tags.artifacts_complete = 'true'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return {**found[0].data.params, "run_id": found[0].info.run_id} if found else None
+
+
 # --------------------------------------------------------------------------- the drift check's daily record
 
 DRIFT_EXPERIMENT = "lifelong-drift"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -51,11 +51,14 @@ class Snapshot:
     def read_days(self, spec: DatasetSpec, start: dt.date, end: dt.date) -> pd.DataFrame:
         """Rows of the days ``start`` to ``end`` (inclusive), sorted by timestamp; absent days are skipped."""
         names = [f"{spec.name}/{start + dt.timedelta(days=i)}.parquet" for i in range((end - start).days + 1)]
-        frames = [read_parquet(self.files[n]) for n in names if n in self.files]
+        frames = [self._read(self.files[n]) for n in names if n in self.files]
         if not frames:
             return pd.DataFrame(columns=schema.columns(spec))
         frame = pd.concat(frames, ignore_index=True)
         return frame.sort_values(spec.timestamp, kind="stable").reset_index(drop=True)
+
+    def _read(self, path: Path) -> pd.DataFrame:
+        return read_parquet(path)
 
     def read_task(self, spec: DatasetSpec, task: str) -> pd.DataFrame:
         """The rows of one task of a classify data set."""
@@ -64,6 +67,21 @@ class Snapshot:
             stored = ", ".join(self.partitions(spec.name)) or "nothing"
             raise LifelongError(f"{spec.name}: task {task!r} is not in data version {self.version[:12]} ({stored})")
         return read_parquet(self.files[name])
+
+
+@dataclass(frozen=True)
+class CachedSnapshot(Snapshot):
+    """A :class:`Snapshot` that reads each partition file once (kept in memory), for a reader that
+    builds many overlapping windows (a day-ahead sample reads a week and more before its day).
+    The files are named by their content and never change, so what it returns is what a
+    :class:`Snapshot` would read."""
+
+    read: dict[Path, pd.DataFrame] = field(default_factory=dict, compare=False, repr=False)
+
+    def _read(self, path: Path) -> pd.DataFrame:
+        if path not in self.read:
+            self.read[path] = read_parquet(path)
+        return self.read[path]
 
 
 def open_version(settings: Settings, version: str) -> Snapshot:

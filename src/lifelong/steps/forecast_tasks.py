@@ -245,17 +245,21 @@ def task_scores(ctx: Context, snap: Snapshot, state: LearnerState, task: str) ->
     the weekly naive, ``mase`` is NaN, which a gate that needs it refuses.
     """
     stats = stats_for(ctx, state, task)
-    tctx, scale = for_task(ctx, task), windows.target_scale(stats)
-    preds, trues, naives = [], [], []
-    for day in task_days(ctx, snap, task, state, "test"):
-        sample = inputs.day_ahead_sample(tctx, snap, day, stats)
-        pred, true = metrics.forecast_in_units(state.model, sample.x, sample.y, scale)
-        preds.append(pred[0, : sample.steps])
-        trues.append(true[0, : sample.steps])
-        naives.append(sample.naive)
-    pred, true = torch.cat(preds).double(), torch.cat(trues).double()
-    common = set.intersection(*(set(n) for n in naives))
-    naive = {k: torch.cat([n[k] for n in naives]).double() for k in sorted(common)}
+    tctx = for_task(ctx, task)
+    samples = [inputs.day_ahead_sample(tctx, snap, day, stats) for day in task_days(ctx, snap, task, state, "test")]
+    return pooled_scores(state, samples, stats)
+
+
+def pooled_scores(state: LearnerState, samples: list[inputs.DayAhead], stats: dict) -> Scores:
+    """``state``'s day-ahead forecasts of ``samples`` (built with ``stats``), every day's steps pooled,
+    in the target's units: :func:`metrics.forecast_scores` beside the naive forecasts that could be
+    made on every day (``mase`` NaN without the weekly naive)."""
+    x, y = torch.cat([s.x for s in samples]), torch.cat([s.y for s in samples])
+    pred, true = metrics.forecast_in_units(state.model, x, y, windows.target_scale(stats))  # one batch
+    pred = torch.cat([pred[k, : s.steps] for k, s in enumerate(samples)]).double()
+    true = torch.cat([true[k, : s.steps] for k, s in enumerate(samples)]).double()
+    common = set.intersection(*(set(s.naive) for s in samples))
+    naive = {k: torch.cat([s.naive[k] for s in samples]).double() for k in sorted(common)}
     if "weekly_naive" in naive:
         return {k: float(v) for k, v in metrics.forecast_scores(pred, true, naive).items()}
     return {**metrics.forecast_errors(pred, true), "mape": metrics.mape(pred, true), "mase": math.nan,
