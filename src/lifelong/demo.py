@@ -208,14 +208,18 @@ def summary(daily: list[dict]) -> str:
 
 def _forecaster_task_matrix(shifts: list[dict]) -> list[str]:
     """The forecaster's task matrix over its regimes (:mod:`lifelong.steps.regime_matrix`), or one line
-    when it has a single task so far; nothing before its first champion. A shift of ``shifts`` whose
-    task the champion does not record (that day's candidate was not promoted, and the updates after
-    it started from the champion) is named."""
+    when it has a single task so far; nothing before its first champion.
+
+    A shift of ``shifts`` whose task the champion does not record is named: pending when the champion's
+    pending consolidation (:func:`lifelong.steps.shift.starting_state`) opens it (no candidate trained
+    from it promoted yet: the next updates start from it), else not kept (e.g. the champion was rolled
+    back to a version from before it)."""
     from lifelong import registry
     from lifelong.errors import LifelongError
     from lifelong.steps import regime_matrix
 
-    if registry.champion(FORECASTER) is None:
+    champion = registry.champion(FORECASTER)
+    if champion is None:
         return []
     try:
         found = regime_matrix.regime_matrix(FORECASTER)
@@ -223,12 +227,23 @@ def _forecaster_task_matrix(shifts: list[dict]) -> list[str]:
         return [f"task matrix of {FORECASTER}: not computed ({exc})"]
     lines = regime_matrix.format_matrix(found, unit="MW")
     opened = {first for first, _ in found["ranges"]}
-    for d in shifts:  # a shift on day D opens its task from D - 1 (the day its update learns first)
-        if str(date.fromisoformat(d["date"]) - timedelta(days=1)) not in opened and found["tasks"]:
+    missing = [d for d in shifts if str(date.fromisoformat(d["date"]) - timedelta(days=1)) not in opened]
+    pending = registry.pending_consolidation(FORECASTER, champion) if missing and found["tasks"] else None
+    in_pending = set()
+    if pending:
+        regimes = registry.load_state_from_run(pending).extra.get("regimes") or []
+        in_pending = {str(r.get("from")) for r in regimes if isinstance(r, dict)}
+    for d in missing if found["tasks"] else []:  # a shift on day D opens its task from D - 1
+        task = d["consolidation"]["task"]
+        if str(date.fromisoformat(d["date"]) - timedelta(days=1)) in in_pending:
             lines.append(
-                f"  the shift of {d['date']} (task {d['consolidation']['task']}) was not kept: that day's candidate "
-                f"was {d['outcome']} and the updates after it started from the champion, still on task "
-                f"{found['tasks'][-1]}"
+                f"  the shift of {d['date']} (task {task}) is pending: that day's candidate was {d['outcome']}; the "
+                f"updates of v{champion} start from its consolidation, and the first one promoted records it"
+            )
+        else:
+            lines.append(
+                f"  the shift of {d['date']} (task {task}) was not kept: the champion v{champion} records no such "
+                f"task and has no consolidation of it pending (still on task {found['tasks'][-1]})"
             )
     return lines
 

@@ -61,6 +61,7 @@ __all__ = [
 CHAMPION, PREVIOUS = "champion", "previous"
 ROLLED_BACK = "rolled_back"  # the validation_status of a version a rollback demoted
 ROLLING_BACK = "rolling_back_to"  # tag: a rollback's intent, on the version it demotes, before champion moves
+PENDING_CONSOLIDATION = "pending_consolidation"  # tag: the run of a shift's consolidation of this version
 STALE = "stale"  # judged against a champion replaced since: judged again by the re-run of its day
 STATE_DIR, MODEL_DIR = artifacts.STATE_DIR, artifacts.MODEL_DIR
 _SAFE = re.compile(r"[A-Za-z0-9_.:/@+=-]{1,250}")  # always fullmatch: "name\n" is not a name
@@ -490,6 +491,23 @@ def find_state_run(model_name: str, run_key: str) -> str | None:
         max_results=1,
     )
     return found[0].info.run_id if found else None
+
+
+def pending_consolidation(model_name: str, version: str | int) -> str | None:
+    """The run of the task shift's consolidation of ``version`` that no promoted candidate has carried on
+    yet (its ``pending_consolidation`` tag, one registry call), or None.
+
+    :func:`lifelong.steps.shift.consolidate` tags the champion it consolidated once the run is complete;
+    a candidate trained from that run is another version, so the tag stops applying when one is promoted,
+    and applies again if the champion is rolled back to ``version``.
+    """
+    mv = _version(_client(), _check("model", model_name), version)
+    return mv.tags.get(PENDING_CONSOLIDATION) or None
+
+
+def run_params(run_id: str) -> dict[str, str]:
+    """The params a run logged (e.g. a consolidation's ``fisher_task``, ``opened_task``, ``champion``)."""
+    return dict(_client().get_run(_check("run id", run_id)).data.params)
 
 
 def shift_consolidation(model_name: str, day: str) -> dict[str, str] | None:

@@ -121,9 +121,9 @@ def test_the_demo_and_the_cli_print_it(shifted: dict, capsys: pytest.CaptureFixt
 
     assert "was not kept" not in text  # the shift's candidate was promoted: the champion records its task
     lost = {"date": str(RUN_DAYS[-1]), "outcome": "rejected", "consolidation": {"task": "2"}}  # as if D+12 had shifted
-    assert demo._forecaster_task_matrix([lost])[-1] == (
-        f"  the shift of {RUN_DAYS[-1]} (task 2) was not kept: that day's candidate was rejected and the updates "
-        "after it started from the champion, still on task 1"
+    assert demo._forecaster_task_matrix([lost])[-1] == (  # the champion has no consolidation of it pending
+        f"  the shift of {RUN_DAYS[-1]} (task 2) was not kept: the champion v{shifted['champion']} records no such "
+        "task and has no consolidation of it pending (still on task 1)"
     )
 
     assert cli.main(["task-matrix", MODEL]) == 0

@@ -277,12 +277,18 @@ def update(
 def _starting_state(
     ctx: Context, day: date, champion: str, drift: DriftResult | None, consolidation: ConsolidationResult | None
 ) -> LearnerState:
-    """The champion's state, or on a task-shift day the consolidated one its consolidation logged."""
+    """On a task-shift day the consolidated state its consolidation logged; on another day the champion's
+    pending consolidation if an earlier shift left one (its candidate was rejected), else the champion's
+    state (:func:`lifelong.steps.shift.starting_state`)."""
     due = bool(((drift or {}).get("task_shift") or {}).get("due"))
     if due and consolidation is None:
         raise StateError(f"{day} is a task shift but no consolidation was handed to the update: run consolidate first")
     if consolidation is None or not consolidation.get("run_id"):
-        return registry.load_state_of(ctx.model, champion, ctx.spec.architecture)
+        state, pending = shift.starting_state(ctx, champion)
+        if pending:
+            task = shift.current_task(state)
+            ctx.progress(f"starting from the pending consolidation of v{champion} before task {task}")
+        return state
     if consolidation.get("champion") != champion:
         raise StateError(
             f"the consolidation of {day} is of v{consolidation.get('champion')}, the champion is v{champion}: "

@@ -11,8 +11,10 @@ On a shift, :func:`consolidate` folds the champion's exact Fisher on the closing
 replay buffer and its last days of data) into the online Fisher with the model's strategy
 (:func:`lifelong.steps.tasks.fold`, the task-addition DAG's own), closes the regime's task and
 opens the next one in the state, and logs that state as an MLflow run, which ``update`` trains
-from that day. For a replay-only strategy nothing is folded: the consolidation opens the new
-task id and logs it.
+from that day. The run is tagged on the champion as its pending consolidation: if that day's
+candidate is rejected, the next updates (and a next shift) start from it all the same, until a
+candidate built on it is promoted (:func:`starting_state`). For a replay-only strategy nothing is
+folded: the consolidation opens the new task id and logs it.
 """
 
 from __future__ import annotations
@@ -97,8 +99,13 @@ def consolidate(
 ) -> ConsolidationResult:
     """Close the champion's regime and open the next, on a task-shift day (see the module docstring).
 
-    Idempotent per (model, day, champion, params): a retry reuses the run an earlier try logged, and
-    always starts from the champion, so a regime is never folded twice. Nothing is done without a
+    Starts from :func:`starting_state`: the champion's own state, or the consolidation an earlier shift
+    left pending on it (no candidate of it promoted yet), whose open task is the one closed now, so a
+    second shift opens exactly one more task. The run is tagged on the champion as its pending
+    consolidation (:func:`lifelong.registry.pending_consolidation`) once complete.
+
+    Idempotent per (model, day, champion, params): a retry reuses the run an earlier try logged (and
+    its task ids) and sets the tag again, so a regime is never folded twice. Nothing is done without a
     champion, or when the champion already learned the day before (a re-run of a finished day).
     """
     ctx = Context.of(model, run_info)
@@ -109,17 +116,21 @@ def consolidate(
     if champion is None:
         return _nothing(base, None, "no champion yet: the first model opens task 0")
     run_key = f"{model}/shift/{day}/v{champion}/{params_hash(ctx.spec)}"
-    state = registry.load_state_of(model, champion, ctx.spec.architecture)
+    state, pending = starting_state(ctx, champion)
     if state.trained_through and date.fromisoformat(state.trained_through) >= day - timedelta(days=1):
         return _nothing(base, champion, f"v{champion} learned {state.trained_through} already: the day was updated")
-    closing, opening = _task_ids(state)
     existing = registry.find_state_run(model, run_key)
-    if existing is not None:
+    if existing is not None:  # its tasks are the run's own: the champion's tag may name this very run now
+        logged = registry.run_params(existing)
+        registry.tag_version(model, champion, {registry.PENDING_CONSOLIDATION: existing})
         ctx.progress(f"{day}: the consolidation of v{champion} was logged already (run {existing}); reused")
         return ConsolidationResult(  # type: ignore[typeddict-item]
-            **base, task=opening, champion=champion, consolidated=True, fisher_task=closing, run_id=existing,
-            duration_s=0.0, reused=True,
+            **base, task=logged.get("opened_task"), champion=champion, consolidated=True,
+            fisher_task=logged.get("fisher_task"), run_id=existing, duration_s=0.0, reused=True,
         )  # fmt: skip
+    closing, opening = _task_ids(state)
+    if pending:
+        ctx.progress(f"{day}: v{champion} has a pending consolidation (run {pending}): closing its task {closing}")
     x, y, counts = closing_regime(ctx, state, version)
     _open_task(state, day, closing, opening, shift["reasons"])
     folded = fold(
@@ -128,6 +139,8 @@ def consolidate(
         metrics={f"{k}_samples": float(v) for k, v in counts.items()},
         json_files={"tasks.json": {"tasks": state.tasks, "regimes": state.extra["regimes"]}},
     )  # fmt: skip
+    # after the run is complete: a crash before leaves no tag, and the re-run reuses the run by its key
+    registry.tag_version(model, champion, {registry.PENDING_CONSOLIDATION: folded.run_id})
     ctx.progress(
         f"{day}: task {closing} closed, task {opening} opened ({'; '.join(shift['reasons'])}); Fisher on "
         f"{folded.fisher_samples} of {counts['replay']} replayed + {counts['recent']} recent samples"
@@ -136,6 +149,24 @@ def consolidate(
         **base, task=opening, champion=champion, consolidated=True, fisher_task=closing, run_id=folded.run_id,
         duration_s=folded.duration_s, reused=False, fisher_samples=folded.fisher_samples,
     )  # fmt: skip
+
+
+def starting_state(ctx: Context, champion: str) -> tuple[LearnerState, str | None]:
+    """The state the champion's next update or consolidation starts from, and the run it came from when
+    that is a pending consolidation (else None).
+
+    A regime boundary is a fact about the data, not about that day's candidate: the consolidation a
+    task shift logged for champion v (:func:`consolidate`) is tagged on v and stays v's starting state
+    until a candidate trained from it is promoted (a new champion, which records the shift itself),
+    whatever the gate said of the candidates between. One registry call reads the tag
+    (:func:`lifelong.registry.pending_consolidation`). After a rollback to an older version, that
+    version's own tag applies: its pending consolidation if it has one (the shift it consolidated
+    was never recorded by it, whatever the version rolled away from had learned), else its own state.
+    """
+    pending = registry.pending_consolidation(ctx.model, champion)
+    if pending:
+        return registry.load_state_from_run(pending, ctx.spec.architecture), pending
+    return registry.load_state_of(ctx.model, champion, ctx.spec.architecture), None
 
 
 def _nothing(base: dict[str, Any], champion: str | None, why: str) -> ConsolidationResult:
@@ -170,12 +201,17 @@ def _task_ids(state: LearnerState) -> tuple[str, str]:
 def _open_task(state: LearnerState, day: date, closing: str, opening: str, why: Sequence[str]) -> None:
     """Close ``closing`` (its last day: the last one the model learned) and open ``opening`` from the day
     the run of ``day`` learns first (``day - 1``), in ``state.tasks`` and, with their date ranges, in
-    ``state.extra["regimes"]``."""
+    ``state.extra["regimes"]``.
+
+    A closing regime no version learned a day of (a pending consolidation's task, closed by a second
+    shift before any candidate of the first was promoted) ends the day before the new one's first day."""
     regimes = [dict(r) for r in state.extra.get("regimes", [])]
     if not regimes:  # a state from before regimes were kept: task 0 from the first day it was judged on
         first = next((h["date"] for h in state.history if h.get("date")), None)
         regimes.append({"task": closing, "from": first, "to": None, "opened_by": []})
-    regimes[-1]["to"] = state.trained_through
+    learned, began = state.trained_through, regimes[-1].get("from")
+    unlearned = learned and began and date.fromisoformat(learned) < date.fromisoformat(began)
+    regimes[-1]["to"] = str(day - timedelta(days=2)) if unlearned else learned
     regimes.append({"task": opening, "from": str(day - timedelta(days=1)), "to": None, "opened_by": list(why)})
     state.extra["regimes"] = regimes
     state.tasks = [*(state.tasks or [closing]), opening]
