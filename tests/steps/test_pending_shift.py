@@ -52,7 +52,7 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     mp = pytest.MonkeyPatch()
     mp.setattr(run, "_decide", decide)
     try:
-        with project_with(tmp_path_factory.mktemp("pending"), _edit):
+        with project_with(tmp_path_factory.mktemp("pending"), _edit) as project:
             store.ensure_repo()
             landing.simulate(DATASET, FIRST_DAY, STORED_FIRST + len(RUN_DAYS) + 1)
             for k in range(STORED_FIRST):
@@ -63,7 +63,7 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 champions[day] = registry.champion(MODEL)
                 results[day] = run.run_day(MODEL, day, task_shift=day in SHIFT_DAYS)
                 assert ("reject" if day in REJECTED_DAYS else "promote") in results[day], results[day]
-            yield {"results": results, "champions": champions, "final": registry.champion(MODEL)}
+            yield {"results": results, "champions": champions, "final": registry.champion(MODEL), "project": project}
     finally:
         mp.undo()
 
@@ -150,6 +150,31 @@ def test_a_rerun_of_the_second_shift_reuses_its_run_and_task_ids(days: dict) -> 
         again = shift.consolidate(MODEL, day, results["validate_ingest"], results["check_drift"])
     assert again["reused"] and again["run_id"] == results["consolidate"]["run_id"]
     assert (again["fisher_task"], again["task"]) == ("1", "2")
+
+
+def test_a_rerun_of_the_second_shift_under_other_params_starts_where_it_started(days: dict) -> None:
+    """Another run key (params.yaml changed): a new run, from the first shift's consolidation again
+    (its ``started_from``), not from the pending one of this very day: task 2 is opened once."""
+    import yaml
+
+    from lifelong import registry
+    from lifelong.steps import shift
+
+    day, params = RUN_DAYS[3], days["project"] / "params.yaml"
+    results, before = days["results"][day], params.read_text()
+    raw = yaml.safe_load(before)
+    raw["models"][MODEL]["task_shift"]["recent_days"] -= 1
+    params.write_text(yaml.safe_dump(raw))
+    try:
+        with _champion_for_a_while(days["champions"][day], days["final"]):
+            again = shift.consolidate(MODEL, day, results["validate_ingest"], results["check_drift"])
+    finally:
+        params.write_text(before)
+    assert not again["reused"] and again["run_id"] != results["consolidate"]["run_id"]
+    assert (again["fisher_task"], again["task"]) == ("1", "2")
+    first = days["results"][RUN_DAYS[1]]["consolidate"]["run_id"]
+    assert registry.run_params(again["run_id"])["started_from"] == first
+    assert registry.load_state_from_run(again["run_id"]).tasks == ["0", "1", "2"]
 
 
 def test_the_demo_names_a_shift_the_champion_has_pending(days: dict) -> None:

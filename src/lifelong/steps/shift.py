@@ -116,7 +116,7 @@ def consolidate(
     if champion is None:
         return _nothing(base, None, "no champion yet: the first model opens task 0")
     run_key = f"{model}/shift/{day}/v{champion}/{params_hash(ctx.spec)}"
-    state, pending = starting_state(ctx, champion)
+    state, pending = _base_state(ctx, champion, day)
     if state.trained_through and date.fromisoformat(state.trained_through) >= day - timedelta(days=1):
         return _nothing(base, champion, f"v{champion} learned {state.trained_through} already: the day was updated")
     existing = registry.find_state_run(model, run_key)
@@ -135,7 +135,8 @@ def consolidate(
     _open_task(state, day, closing, opening, shift["reasons"])
     folded = fold(
         ctx, state, x, y, champion=champion, closing=closing, opening=opening, run_key=run_key,
-        params={"date": str(day), "reasons": "; ".join(shift["reasons"]), "opened_task": opening},
+        params={"date": str(day), "reasons": "; ".join(shift["reasons"]), "opened_task": opening,
+                "started_from": pending or f"v{champion}"},
         metrics={f"{k}_samples": float(v) for k, v in counts.items()},
         json_files={"tasks.json": {"tasks": state.tasks, "regimes": state.extra["regimes"]}},
     )  # fmt: skip
@@ -164,6 +165,22 @@ def starting_state(ctx: Context, champion: str) -> tuple[LearnerState, str | Non
     was never recorded by it, whatever the version rolled away from had learned), else its own state.
     """
     pending = registry.pending_consolidation(ctx.model, champion)
+    if pending:
+        return registry.load_state_from_run(pending, ctx.spec.architecture), pending
+    return registry.load_state_of(ctx.model, champion, ctx.spec.architecture), None
+
+
+def _base_state(ctx: Context, champion: str, day: date) -> tuple[LearnerState, str | None]:
+    """What the consolidation of ``day`` starts from: as :func:`starting_state`, except when the champion's
+    pending consolidation is of ``day`` itself (logged under other params: another run key), where it
+    starts where that one started (its ``started_from`` param: a run id, or ``v<champion>`` for the
+    champion's own state), so a re-run never opens a task twice."""
+    pending = registry.pending_consolidation(ctx.model, champion)
+    if pending:
+        logged = registry.run_params(pending)
+        if logged.get("date") == str(day):
+            earlier = logged.get("started_from", "")
+            pending = None if not earlier or earlier.startswith("v") else earlier
     if pending:
         return registry.load_state_from_run(pending, ctx.spec.architecture), pending
     return registry.load_state_of(ctx.model, champion, ctx.spec.architecture), None
