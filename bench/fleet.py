@@ -67,6 +67,9 @@ FULL_MODELS, QUICK_MODELS = (1, 10, 50), (1, 4)
 COLD_MODELS = (1,)
 PARALLELISM = 16  # docker-compose.yml's AIRFLOW_PARALLELISM default
 TARGET_RATIO = 1.5
+# the steps of a D1 model-day (validate_ingest, check_drift, update, evaluate, gate, promote, watch, publish,
+# report): a run cut short counts the model-days its ended steps make at this rate
+STEPS_PER_MODEL_DAY = 9
 DEFAULT_CELERY = "airflow.providers.celery.executors.default_celery.DEFAULT_CELERY_CONFIG"
 SERVICES = ("airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-worker-gpu")
 PARTS = ("queue", "start", "work", "finish")
@@ -253,6 +256,35 @@ def auth_requests(count: int = 40) -> list[list[Any]]:
     return rows
 
 
+def snapshot(airflow_dsn: str, timings: Path, n: int, preload: bool = True) -> dict[str, Any]:
+    """The raw records of a fleet run still going, read from its Airflow metadata database and its step
+    timings file (``--snapshot``), for a run that cannot finish in the time there is: split() reports
+    the task instances that ended, and the rate at which they did."""
+    import psycopg
+
+    def iso(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    with psycopg.connect(airflow_dsn) as conn:
+        runs = [
+            {"dag_id": d, "dag_run_id": r, "logical_date": iso(ld), "state": st, "queued_at": iso(q),
+             "start_date": iso(sd), "end_date": iso(ed)}
+            for d, r, ld, st, q, sd, ed in conn.execute(
+                "SELECT dag_id, run_id, logical_date, state, queued_at, start_date, end_date FROM dag_run")
+        ]  # fmt: skip
+        tis = [
+            {"dag_id": d, "dag_run_id": r, "task_id": t, "state": st, "queued_when": iso(q), "end_date": iso(ed),
+             "hostname": h}
+            for d, r, t, st, q, ed, h in conn.execute(
+                "SELECT dag_id, run_id, task_id, state, queued_dttm, end_date, hostname FROM task_instance")
+        ]  # fmt: skip
+    steps = [json.loads(line) for line in timings.read_text().splitlines()]
+    return {
+        "n": n, "preload": preload, "runs": runs, "task_instances": tis, "steps": steps, "parsed_s": 0.0,
+        "memory_peak_mib": {}, "topology_startup": {}, "seconds": 0.0, "cut_at": time.time(),
+    }  # fmt: skip
+
+
 # --------------------------------------------------------------------------- analysis
 
 
@@ -262,15 +294,16 @@ def _ts(value: str | None) -> float | None:
 
 def split(record: dict[str, Any]) -> dict[str, Any]:
     """Per task (by day: D1, D2) and per model-day, where the time went; wall, throughput, utilisation."""
-    steps = {(s["dag_run_id"], s["task_id"]): s for s in record["steps"] if s["outcome"] != "error"}
-    runs = {r["dag_run_id"]: r for r in record["runs"] if r["dag_id"].startswith(f"lifelong_daily__{PREFIX}")}
+    # a run is (dag id, run id): every model's DAG has a run "scheduled__<day>"
+    steps = {(s["dag_id"], s["dag_run_id"], s["task_id"]): s for s in record["steps"] if s["outcome"] != "error"}
+    runs = {_key(r): r for r in record["runs"] if r["dag_id"].startswith(f"lifelong_daily__{PREFIX}")}
     day_of = {rid: str(_day(r["logical_date"])) for rid, r in runs.items()}
     by_task: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    per_run: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(PARTS, 0.0))
+    per_run: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: dict.fromkeys(PARTS, 0.0))
     busy: dict[str, float] = defaultdict(float)
     for ti in record["task_instances"]:
-        rid = ti["dag_run_id"]
-        step = steps.get((rid, ti["task_id"]))
+        rid = _key(ti)
+        step = steps.get((*rid, ti["task_id"]))
         if rid not in runs or ti["state"] != "success" or step is None:
             continue
         queued, ended = _ts(ti.get("queued_when")), _ts(ti.get("end_date"))
@@ -286,24 +319,38 @@ def split(record: dict[str, Any]) -> dict[str, Any]:
             by_task[(day_of[rid], ti["task_id"])][part].append(seconds)
             per_run[rid][part] += seconds
         busy[ti.get("hostname") or "?"] += ended - step["process_started"]
-    wall = _wall(runs.values())
-    first_day = [r for rid, r in runs.items() if day_of[rid] == str(D1)]
-    model_days = len(runs)
+    cut_at = record.get("cut_at")
+    if cut_at is None:
+        wall = _wall(runs.values())
+        first_day = [r for rid, r in runs.items() if day_of[rid] == str(D1)]
+        model_days, d1_per_model_day = float(len(runs)), _wall(first_day) / len(first_day)
+    else:  # a run cut short (snapshot()): the model-days its ended steps make, at STEPS_PER_MODEL_DAY a day
+        wall = cut_at - min(t for r in runs.values() if (t := _ts(r.get("queued_at") or r.get("start_date"))))
+        model_days = sum(len(v["work"]) for v in by_task.values()) / STEPS_PER_MODEL_DAY
+        d1_per_model_day = wall / model_days
     run_walls = {rid: (_ts(r["end_date"]) or 0) - (_ts(r.get("start_date")) or 0) for rid, r in runs.items()}
     for rid, parts in per_run.items():
         parts["between tasks"] = max(0.0, run_walls[rid] - sum(parts[p] for p in PARTS))
+    ended = {rid for rid, r in runs.items() if r.get("end_date")}
     warm = [s["warm"] for s in record["steps"]]
     return {
         "n": record["n"], "preload": record["preload"], "model_days": model_days, "wall_s": wall,
         "per_model_day_s": wall / model_days, "model_days_per_hour": model_days / wall * 3600,
-        "d1_per_model_day_s": _wall(first_day) / len(first_day),
+        "d1_per_model_day_s": d1_per_model_day, "cut": cut_at is not None,
         "states": dict(_count(r["state"] for r in runs.values())),
         "by_task": {f"{d}/{t}": {p: statistics.mean(v) for p, v in parts.items()} for (d, t), parts in by_task.items()},
-        "per_run": {day: _mean_parts([per_run[rid] for rid in per_run if day_of[rid] == day]) for day in _days(runs)},
+        "per_run": {
+            day: _mean_parts([per_run[rid] for rid in per_run if day_of[rid] == day and rid in ended])
+            for day in _days(runs)
+        },
         "utilisation": {host: seconds / wall for host, seconds in busy.items()},
         "warm_share": sum(warm) / len(warm) if warm else None,
         "parsed_s": record["parsed_s"], "memory_peak_mib": record["memory_peak_mib"],
     }  # fmt: skip
+
+
+def _key(record: dict[str, Any]) -> tuple[str, str]:
+    return record["dag_id"], record["dag_run_id"]
 
 
 def _wall(runs: Iterable[dict[str, Any]]) -> float:
@@ -364,8 +411,9 @@ def report(
     for r in warm:
         util = ", ".join(f"{h} {u:.0%}" for h, u in sorted(r["utilisation"].items()))
         mem = r["memory_peak_mib"]
+        n = f"{r['n']} (cut short: {r['model_days']:.1f} model-days' steps ended)" if r.get("cut") else r["n"]
         rows.append([
-            r["n"], r["model_days"], f"{r['wall_s']:.0f}", f"{r['d1_per_model_day_s']:.1f}",
+            n, f"{r['model_days']:.0f}", f"{r['wall_s']:.0f}", f"{r['d1_per_model_day_s']:.1f}",
             f"{r['model_days_per_hour']:.0f}", util, _fmt(mem.get("airflow-scheduler"), 0),
             _fmt(mem.get("airflow-dag-processor"), 0), _fmt(mem.get("airflow-worker"), 0),
             _fmt(mem.get("airflow-worker-gpu"), 0), f"{r['parsed_s']:.0f}",
@@ -377,10 +425,15 @@ def report(
     lines += ["", "Per model-day, mean over the model-days of each day (s): D1 bootstrap, D2 first update.", ""]
     rows = []
     for r in [*warm, *cold]:
+        label = "preloaded" if r["preload"] else "Airflow default (each task imports)"
         for day, parts in r["per_run"].items():
-            label = "preloaded" if r["preload"] else "Airflow default (each task imports)"
-            rows.append([r["n"], label, day, *(_fmt(parts[p]) for p in [*PARTS, "between tasks"]),
-                         _fmt(overhead_ratio(parts))])  # fmt: skip
+            if parts:
+                rows.append([r["n"], label, day, *(_fmt(parts[p]) for p in [*PARTS, "between tasks"]),
+                             _fmt(overhead_ratio(parts))])  # fmt: skip
+        if r.get("cut"):  # no run ended: the sum over its steps of their means (between tasks unknown)
+            sums = {p: sum(t[p] for t in r["by_task"].values()) for p in PARTS}
+            rows.append([r["n"], f"{label}; cut short: sum of its steps' means", str(D1),
+                         *(_fmt(sums[p]) for p in PARTS), "-", "-"])  # fmt: skip
     lines.append(md_table(["N", "workers", "day", *PARTS, "between tasks", "overhead / work"], rows))
     # section 2's column: a warm worker's day, by task
     base = next((r for r in warm if r["n"] == 1), None)
@@ -458,6 +511,11 @@ def bench_args(argv: list[str]) -> Report:
     parser.add_argument("--models", help="comma-separated N (preloaded workers)")
     parser.add_argument("--cold-models", help="comma-separated N with Airflow's default Celery settings")
     parser.add_argument("--from-json", type=Path, help="report the raw records of an earlier run")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="with --from-json: append its overhead ratio to the history (a full run reported apart)",
+    )
     args = parser.parse_args(argv)
     began = time.monotonic()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped bench still stops its topology
@@ -480,7 +538,7 @@ def bench_args(argv: list[str]) -> Report:
             LAST_JSON.write_text(json.dumps({"fleets": records, "auth": auth}))
     fleets = [split(r) for r in records]
     seconds = time.monotonic() - began
-    return report(fleets, auth, quick=args.quick, seconds=seconds, record=args.from_json is None)
+    return report(fleets, auth, quick=args.quick, seconds=seconds, record=args.from_json is None or args.record)
 
 
 def bench(quick: bool) -> Report:
