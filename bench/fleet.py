@@ -401,6 +401,7 @@ def report(
     seconds: float,
     history: Path = HISTORY_FILE,
     record: bool = True,
+    note: str = "",
 ) -> Report:
     """The section; ``record``: append this run's overhead ratio to ``history`` (a live full run only)."""
     warm = sorted((r for r in results if r["preload"]), key=lambda r: r["n"])
@@ -488,6 +489,7 @@ def report(
         f"(CeleryExecutor on Redis, PostgreSQL, MLflow server with basic auth, 2 one-slot workers, parallelism "
         f"{PARALLELISM}); DVC local remote"
     )
+    settings += f". {note}" if note else ""
     return Report("fleet", "2d. Many models on one deployment, and a production day", settings, "\n".join(lines),
                   tuple(targets), seconds, extra={"results": results})  # fmt: skip
 
@@ -511,6 +513,7 @@ def bench_args(argv: list[str]) -> Report:
     parser.add_argument("--models", help="comma-separated N (preloaded workers)")
     parser.add_argument("--cold-models", help="comma-separated N with Airflow's default Celery settings")
     parser.add_argument("--from-json", type=Path, help="report the raw records of an earlier run")
+    parser.add_argument("--note", default="", help="a sentence on the run added to the settings (e.g. the load)")
     parser.add_argument(
         "--record",
         action="store_true",
@@ -538,7 +541,9 @@ def bench_args(argv: list[str]) -> Report:
             LAST_JSON.write_text(json.dumps({"fleets": records, "auth": auth}))
     fleets = [split(r) for r in records]
     seconds = time.monotonic() - began
-    return report(fleets, auth, quick=args.quick, seconds=seconds, record=args.from_json is None or args.record)
+    return report(
+        fleets, auth, quick=args.quick, seconds=seconds, record=args.from_json is None or args.record, note=args.note
+    )
 
 
 def bench(quick: bool) -> Report:
