@@ -10,7 +10,7 @@ A benchmark that fails leaves a FAILED section with its error; the exit status i
 
 ``fleet`` (section 2d: the production topology with 1 to 50 models) runs with ``--full`` or
 ``--only fleet``; a plain ``--quick`` skips it (it needs PostgreSQL and Redis, and its own quick
-form, ``python -m bench.fleet --quick``, takes about 10 minutes on 2 cores).
+form, ``python -m bench.fleet --quick``, starts the topology three times: not timed yet).
 """
 
 from __future__ import annotations
