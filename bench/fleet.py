@@ -50,7 +50,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -332,19 +332,16 @@ def split(record: dict[str, Any]) -> dict[str, Any]:
     for rid, parts in per_run.items():
         parts["between tasks"] = max(0.0, run_walls[rid] - sum(parts[p] for p in PARTS))
     ended = {rid for rid, r in runs.items() if r.get("end_date")}
-    warm = [s["warm"] for s in record["steps"]]
     return {
         "n": record["n"], "preload": record["preload"], "model_days": model_days, "wall_s": wall,
         "per_model_day_s": wall / model_days, "model_days_per_hour": model_days / wall * 3600,
         "d1_per_model_day_s": d1_per_model_day, "cut": cut_at is not None,
-        "states": dict(_count(r["state"] for r in runs.values())),
         "by_task": {f"{d}/{t}": {p: statistics.mean(v) for p, v in parts.items()} for (d, t), parts in by_task.items()},
         "per_run": {
             day: _mean_parts([per_run[rid] for rid in per_run if day_of[rid] == day and rid in ended])
             for day in _days(runs)
         },
         "utilisation": {host: seconds / wall for host, seconds in busy.items()},
-        "warm_share": sum(warm) / len(warm) if warm else None,
         "parsed_s": record["parsed_s"], "memory_peak_mib": record["memory_peak_mib"],
     }  # fmt: skip
 
@@ -367,13 +364,6 @@ def _day(logical_date: str) -> date:
 
 def _days(runs: dict[str, dict[str, Any]]) -> list[str]:
     return sorted({str(_day(r["logical_date"])) for r in runs.values()})
-
-
-def _count(values: Iterator[str]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for v in values:
-        counts[v] += 1
-    return counts
 
 
 def _mean_parts(rows: list[dict[str, float]]) -> dict[str, float]:

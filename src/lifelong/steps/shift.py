@@ -164,7 +164,11 @@ def starting_state(ctx: Context, champion: str) -> tuple[LearnerState, str | Non
     version's own tag applies: its pending consolidation if it has one (the shift it consolidated
     was never recorded by it, whatever the version rolled away from had learned), else its own state.
     """
-    pending = registry.pending_consolidation(ctx.model, champion)
+    return _state_from(ctx, champion, registry.pending_consolidation(ctx.model, champion))
+
+
+def _state_from(ctx: Context, champion: str, pending: str | None) -> tuple[LearnerState, str | None]:
+    """The state of the run ``pending`` (a pending consolidation), else the champion's own."""
     if pending:
         return registry.load_state_from_run(pending, ctx.spec.architecture), pending
     return registry.load_state_of(ctx.model, champion, ctx.spec.architecture), None
@@ -181,9 +185,7 @@ def _base_state(ctx: Context, champion: str, day: date) -> tuple[LearnerState, s
         if logged.get("date") == str(day):
             earlier = logged.get("started_from", "")
             pending = None if not earlier or earlier.startswith("v") else earlier
-    if pending:
-        return registry.load_state_from_run(pending, ctx.spec.architecture), pending
-    return registry.load_state_of(ctx.model, champion, ctx.spec.architecture), None
+    return _state_from(ctx, champion, pending)
 
 
 def _nothing(base: dict[str, Any], champion: str | None, why: str) -> ConsolidationResult:
