@@ -51,7 +51,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -336,6 +336,7 @@ def split(record: dict[str, Any]) -> dict[str, Any]:
         "n": record["n"], "preload": record["preload"], "model_days": model_days, "wall_s": wall,
         "per_model_day_s": wall / model_days, "model_days_per_hour": model_days / wall * 3600,
         "d1_per_model_day_s": d1_per_model_day, "cut": cut_at is not None,
+        "first_queued": min(t for r in runs.values() if (t := _ts(r.get("queued_at") or r.get("start_date")))),
         "by_task": {f"{d}/{t}": {p: statistics.mean(v) for p, v in parts.items()} for (d, t), parts in by_task.items()},
         "per_run": {
             day: _mean_parts([per_run[rid] for rid in per_run if day_of[rid] == day and rid in ended])
@@ -442,7 +443,8 @@ def report(
             rows.append([task, *(_fmt(parts[p]) for p in PARTS), _fmt(other.get("start"))])
         lines.append(md_table(["task", *PARTS, "start, Airflow default"], rows))
         ratio = overhead_ratio(base["per_run"][d2])
-        previous = _previous_ratio(history)
+        this_run = datetime.fromtimestamp(base["first_queued"], UTC).isoformat(timespec="seconds")
+        previous = _previous_ratio(history, this_run)
         targets.append(Target(
             "orchestration overhead per model-day on a warm worker lower than the last run's (ratio to the step work)",
             None if previous is None else ratio < previous,
@@ -450,7 +452,7 @@ def report(
                                              f"{previous:.2f}x the last run"),
         ))  # fmt: skip
         if record and not quick:
-            _append_history(history, ratio)
+            _append_history(history, ratio, this_run)
         if cold1 is not None:
             now, before = sum(base["per_run"][d2].values()), sum(cold1["per_run"][max(cold1["per_run"])].values())
             targets.append(Target(
@@ -484,17 +486,24 @@ def report(
                   tuple(targets), seconds, extra={"results": results})  # fmt: skip
 
 
-def _previous_ratio(history: Path) -> float | None:
-    if not history.exists():
-        return None
-    lines = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
-    return float(lines[-1]["ratio"]) if lines else None
+def _history(history: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in history.read_text().splitlines() if line.strip()] if history.exists() else []
 
 
-def _append_history(history: Path, ratio: float) -> None:
+def _previous_ratio(history: Path, this_run: str) -> float | None:
+    """The newest recorded ratio of another run than ``this_run`` (a report rebuilt from a run's records
+    is not compared with that run's own entry)."""
+    earlier = [e for e in _history(history) if e.get("run") != this_run]
+    return float(earlier[-1]["ratio"]) if earlier else None
+
+
+def _append_history(history: Path, ratio: float, this_run: str) -> None:
+    """Record ``this_run``'s ratio once (``this_run``: when its first DAG run was queued, UTC)."""
+    if any(e.get("run") == this_run for e in _history(history)):
+        return
     history.parent.mkdir(parents=True, exist_ok=True)
     with history.open("a") as out:
-        out.write(json.dumps({"when": datetime.now().isoformat(timespec="seconds"), "ratio": round(ratio, 4)}) + "\n")
+        out.write(json.dumps({"run": this_run, "ratio": round(ratio, 4)}) + "\n")
 
 
 def bench_args(argv: list[str]) -> Report:
