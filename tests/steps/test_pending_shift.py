@@ -106,11 +106,28 @@ def test_a_second_shift_before_a_promotion_opens_exactly_one_more_task(days: dic
     assert registry.pending_consolidation(MODEL, champion) == second["run_id"]
     consolidated = registry.load_state_from_run(second["run_id"])
     assert consolidated.tasks == ["0", "1", "2"] and _tasks(consolidated) == ["0", "1", "2"]
-    assert consolidated.counters["consolidations"] == 2
     # task 1 was never learned before it closed: it spans its days of data, up to task 2's first
     task1 = consolidated.extra["regimes"][1]
-    assert (task1["from"], task1["to"]) == (str(RUN_DAYS[0]), str(RUN_DAYS[1]))
+    assert (task1["from"], task1["to"], task1["learned"]) == (str(RUN_DAYS[0]), str(RUN_DAYS[1]), False)
     assert consolidated.extra["regimes"][2]["from"] == str(RUN_DAYS[2])
+
+
+def test_a_second_shift_before_a_promotion_folds_nothing_again(days: dict) -> None:
+    """The pending state's weights are the first shift's: its Fisher was folded on them once, and is kept
+    as it was (a second fold would count the replayed data of task 0 twice)."""
+    import torch
+
+    from lifelong import registry
+
+    first = registry.load_state_from_run(days["results"][RUN_DAYS[1]]["consolidate"]["run_id"])
+    second_run = days["results"][RUN_DAYS[3]]["consolidate"]["run_id"]
+    second = registry.load_state_from_run(second_run)
+    assert first.counters["consolidations"] == second.counters["consolidations"] == 1
+    assert first.fisher is not None and second.fisher is not None
+    assert all(torch.equal(first.fisher[k], second.fisher[k]) for k in first.fisher)
+    assert all(torch.equal(first.anchors[k], second.anchors[k]) for k in first.anchors)
+    assert "task 1 was never learned" in registry.run_params(second_run)["not_folded"]
+    assert days["results"][RUN_DAYS[3]]["consolidate"]["fisher_samples"] == 0
 
 
 def test_once_promoted_the_champion_records_both_shifts(days: dict) -> None:
@@ -123,7 +140,32 @@ def test_once_promoted_the_champion_records_both_shifts(days: dict) -> None:
     assert state.tasks == ["0", "1", "2"] and _tasks(state) == ["0", "1", "2"]
     assert state.trained_through == str(RUN_DAYS[3])  # every day since the first champion's last, learned
     assert registry.pending_consolidation(MODEL, final) is None  # the new champion's next update: its own state
-    assert regime_matrix.regime_matrix(MODEL)["tasks"] == ["0", "1", "2"]
+    found = regime_matrix.regime_matrix(MODEL)
+    assert found["tasks"] == ["0", "1", "2"] and found["learned"] == [True, False, True]
+    lines = regime_matrix.format_matrix(found)
+    assert any(line.strip().startswith("after 1 (") and "*" in line for line in lines)
+    assert any("never learned: task 1" in line for line in lines)
+
+
+def test_a_task_addition_while_a_shift_is_pending_starts_from_it(days: dict) -> None:
+    """With the old champion serving (both shifts pending on it), a forecaster's task addition starts from
+    the pending consolidation (its regimes and Fisher), folding nothing again; not from the champion's
+    own state, which would lose both shifts once the new task's candidate is promoted."""
+    import torch
+
+    from lifelong import registry
+    from lifelong.steps import tasks
+
+    old, day = days["champions"][RUN_DAYS[3]], RUN_DAYS[3]
+    pending = days["results"][day]["consolidate"]["run_id"]
+    with _champion_for_a_while(old, days["final"]):
+        result = tasks.consolidate(MODEL, "another_series", days["results"][day]["validate_ingest"])
+    assert result["champion"] == old and result["consolidated"]
+    state = registry.load_state_from_run(result["run_id"])
+    assert state.tasks == ["0", "1", "2"] and _tasks(state) == ["0", "1", "2"]
+    before = registry.load_state_from_run(pending)
+    assert all(torch.equal(before.fisher[k], state.fisher[k]) for k in before.fisher)
+    assert pending in registry.run_params(result["run_id"])["not_folded"]
 
 
 @contextmanager

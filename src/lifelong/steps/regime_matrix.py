@@ -51,6 +51,7 @@ class Regime:
     first: date
     last: date
     opened_by: tuple[str, ...]
+    learned: bool = True  # False: closed by a second shift before any version learned a day of it
 
 
 def regimes_of(state: LearnerState) -> list[Regime]:
@@ -75,6 +76,7 @@ def regimes_of(state: LearnerState) -> list[Regime]:
                     date.fromisoformat(r["from"]),
                     date.fromisoformat(last),
                     tuple(r.get("opened_by") or ()),
+                    r.get("learned", True) is not False,
                 )
             )
     return out
@@ -125,7 +127,8 @@ def regime_matrix(model: str) -> dict[str, Any]:
 
     Keys: ``model``, ``champion``, ``data_version`` (the champion's: the days read), ``unit`` (the
     target column), ``tasks``, ``ranges`` (``[first, last]`` per regime), ``opened_by``,
-    ``versions`` (row ``i``'s version), ``matrix``, ``naive`` (the weekly naive's MAE per column),
+    ``learned`` (False for a regime closed before any version learned a day of it), ``versions`` (row
+    ``i``'s version), ``matrix``, ``naive`` (the weekly naive's MAE per column),
     ``days`` (days per column), ``average_mae`` (the last row's mean), ``backward_transfer_mae``
     and ``note`` (what the cells measure).
     """
@@ -163,7 +166,7 @@ def regime_matrix(model: str) -> dict[str, Any]:
                 row[j], naive[j], days[j] = scores["mae"], scores[f"{NAIVE}_mae"], len(column.days)
         matrix.append(row)
     average = metrics.average_accuracy(matrix) if matrix else math.nan  # the last row's mean, as evaluate_all
-    transfer = metrics.backward_transfer(matrix) if len(matrix) > 1 else 0.0
+    transfer = _learned_transfer(matrix, [r.learned for r in regimes])
     return {
         "model": model,
         "champion": champion,
@@ -172,6 +175,7 @@ def regime_matrix(model: str) -> dict[str, Any]:
         "tasks": [r.task for r in regimes],
         "ranges": [[str(r.first), str(r.last)] for r in regimes],
         "opened_by": [list(r.opened_by) for r in regimes],
+        "learned": [r.learned for r in regimes],
         "versions": versions,
         "matrix": [[_json(v) if j <= i else None for j, v in enumerate(row)] for i, row in enumerate(matrix)],
         "naive": {"metric": f"{NAIVE}_mae", "row": [_json(v) for v in naive]},
@@ -181,6 +185,19 @@ def regime_matrix(model: str) -> dict[str, Any]:
         "backward_transfer_sign": "positive: earlier regimes' MAE rose since they closed (forgetting)",
         "note": NOTE,
     }
+
+
+def _learned_transfer(matrix: list[list[float]], learned: list[bool]) -> float:
+    """Backward transfer over the regimes some version learned: a never-learned regime's diagonal is the
+    previous version forecasting days it never trained on (held out), so a change from it is not forgetting.
+
+    >>> _learned_transfer([[1.0, 0.0, 0.0], [2.0, 5.0, 0.0], [3.0, 4.0, 1.0]], [True, False, True])
+    2.0
+    """
+    keep = [j for j, flag in enumerate(learned) if flag]
+    if len(matrix) < 2 or len(keep) < 2:
+        return 0.0
+    return metrics.backward_transfer([[matrix[i][j] for j in keep] for i in keep])
 
 
 NOTE = (
@@ -206,7 +223,7 @@ def format_matrix(found: dict[str, Any], unit: str = "") -> list[str]:
         return [f"task matrix of {found['model']}: one task so far, task {tasks[0]} ({first} to {last}); "
                 "a task shift opens the next"]  # fmt: skip
     width = max(9, *(len(t) + 2 for t in tasks))
-    label = max(16, *(len(f"after {t} (v{v})") + 1 for t, v in zip(tasks, found["versions"], strict=True)))
+    label = max(16, *(len(f"after {t} (v{v})") + 2 for t, v in zip(tasks, found["versions"], strict=True)))
 
     def cells(values: list[Any]) -> str:
         return "".join(f"{'-' if v is None else f'{v:.1f}':>{width}}" for v in values)
@@ -218,12 +235,21 @@ def format_matrix(found: dict[str, Any], unit: str = "") -> list[str]:
         "  measures retention and a rise down it is forgetting; not held-out error)",
         "  " + " " * label + "".join(f"{t:>{width}}" for t in tasks),
     ]
-    for task, version, row in zip(tasks, found["versions"], found["matrix"], strict=True):
-        lines.append("  " + f"after {task} (v{version or '?'})".ljust(label) + cells(row))
+    learned = found.get("learned") or [True] * len(tasks)
+    for task, version, row, flag in zip(tasks, found["versions"], found["matrix"], learned, strict=True):
+        name = f"after {task} (v{version or '?'})" + ("" if flag else "*")
+        lines.append("  " + name.ljust(label) + cells(row))
     lines.append("  " + "weekly naive".ljust(label) + cells(found["naive"]["row"]))
     lines.append("  " + "days".ljust(label) + "".join(f"{d:>{width}}" for d in found["days"]))
     spans = (f"{t} {r[0]}..{r[1]}" for t, r in zip(tasks, found["ranges"], strict=True))
     lines.append(f"  tasks: {'; '.join(spans)}")
+    unlearned = [t for t, flag in zip(tasks, learned, strict=True) if not flag]
+    if unlearned:
+        lines.append(
+            f"  * never learned: task {', '.join(unlearned)} closed by the next shift before a candidate trained on "
+            "its days was promoted; its row is the version before it and its column is held-out error (left out "
+            "of the backward transfer)"
+        )
     average, transfer = found["average_mae"], found["backward_transfer_mae"]
     lines.append(
         f"  average (last row) {'-' if average is None else f'{average:.1f}'}, backward transfer "

@@ -14,7 +14,9 @@ opens the next one in the state, and logs that state as an MLflow run, which ``u
 from that day. The run is tagged on the champion as its pending consolidation: if that day's
 candidate is rejected, the next updates (and a next shift) start from it all the same, until a
 candidate built on it is promoted (:func:`starting_state`). For a replay-only strategy nothing is
-folded: the consolidation opens the new task id and logs it.
+folded: the consolidation opens the new task id and logs it. Nor is anything folded when the closing
+task was never learned (a second shift while the first is pending): those weights were folded by the
+first, and folding them again would count their data twice.
 """
 
 from __future__ import annotations
@@ -131,7 +133,13 @@ def consolidate(
     closing, opening = _task_ids(state)
     if pending:
         ctx.progress(f"{day}: v{champion} has a pending consolidation (run {pending}): closing its task {closing}")
-    x, y, counts = closing_regime(ctx, state, version)
+    if never_learned(state):  # its weights are the ones the pending consolidation folded: nothing new to fold
+        x = y = None
+        counts = {"replay": 0, "recent": 0}
+        why = f"task {closing} was never learned (no candidate trained on its days was promoted)"
+    else:
+        x, y, counts = closing_regime(ctx, state, version)
+        why = None
     _open_task(state, day, closing, opening, shift["reasons"])
     folded = fold(
         ctx, state, x, y, champion=champion, closing=closing, opening=opening, run_key=run_key,
@@ -139,13 +147,16 @@ def consolidate(
                 "started_from": pending or f"v{champion}"},
         metrics={f"{k}_samples": float(v) for k, v in counts.items()},
         json_files={"tasks.json": {"tasks": state.tasks, "regimes": state.extra["regimes"]}},
+        not_folded=why,
     )  # fmt: skip
     # after the run is complete: a crash before leaves no tag, and the re-run reuses the run by its key
     registry.tag_version(model, champion, {registry.PENDING_CONSOLIDATION: folded.run_id})
-    ctx.progress(
-        f"{day}: task {closing} closed, task {opening} opened ({'; '.join(shift['reasons'])}); Fisher on "
-        f"{folded.fisher_samples} of {counts['replay']} replayed + {counts['recent']} recent samples"
+    fisher = (
+        f"Fisher on {folded.fisher_samples} of {counts['replay']} replayed + {counts['recent']} recent samples"
+        if why is None
+        else f"nothing folded: {why}"
     )
+    ctx.progress(f"{day}: task {closing} closed, task {opening} opened ({'; '.join(shift['reasons'])}); {fisher}")
     return ConsolidationResult(  # type: ignore[typeddict-item]
         **base, task=opening, champion=champion, consolidated=True, fisher_task=closing, run_id=folded.run_id,
         duration_s=folded.duration_s, reused=False, fisher_samples=folded.fisher_samples,
@@ -228,12 +239,22 @@ def _open_task(state: LearnerState, day: date, closing: str, opening: str, why: 
     if not regimes:  # a state from before regimes were kept: task 0 from the first day it was judged on
         first = next((h["date"] for h in state.history if h.get("date")), None)
         regimes.append({"task": closing, "from": first, "to": None, "opened_by": []})
-    learned, began = state.trained_through, regimes[-1].get("from")
-    unlearned = learned and began and date.fromisoformat(learned) < date.fromisoformat(began)
-    regimes[-1]["to"] = str(day - timedelta(days=2)) if unlearned else learned
+    unlearned = never_learned(state)
+    regimes[-1]["to"] = str(day - timedelta(days=2)) if unlearned else state.trained_through
+    if unlearned:
+        regimes[-1]["learned"] = False
     regimes.append({"task": opening, "from": str(day - timedelta(days=1)), "to": None, "opened_by": list(why)})
     state.extra["regimes"] = regimes
     state.tasks = [*(state.tasks or [closing]), opening]
+
+
+def never_learned(state: LearnerState) -> bool:
+    """Whether the regime ``state`` has open was never learned: the state's last learned day is before the
+    regime's first (a pending consolidation's task, no candidate trained on it promoted)."""
+    regimes = state.extra.get("regimes") or []
+    began = regimes[-1].get("from") if regimes and isinstance(regimes[-1], dict) else None
+    learned = state.trained_through
+    return bool(learned and began and date.fromisoformat(learned) < date.fromisoformat(began))
 
 
 def closing_regime(ctx: Context, state: LearnerState, data_version: str) -> tuple[Any, Any, dict[str, int]]:

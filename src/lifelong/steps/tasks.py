@@ -108,6 +108,10 @@ def consolidate(
 
     Starts from the champion every time, so a retry never folds the same task twice. The
     consolidated state is logged as an MLflow run (not a model version) for ``learn_task``.
+    A forecaster whose champion has a task shift's consolidation pending (its candidate not yet
+    promoted) starts from that consolidation instead (:func:`lifelong.steps.shift.starting_state`),
+    so the shift's closed regime, its Fisher and the task it opened are not lost; those weights were
+    consolidated by it, so nothing is folded again.
     """
     ctx = Context.of(model, run_info)
     ctx = ctx.with_spec(task_spec(ctx.spec, overrides))
@@ -118,14 +122,22 @@ def consolidate(
         return ConsolidationResult(  # type: ignore[typeddict-item]
             **base, champion=None, consolidated=False, fisher_task=None, run_id=None, duration_s=0.0
         )
-    state = registry.load_state_of(model, champion, ctx.spec.architecture)
+    from lifelong.steps import shift  # it folds with this module's fold
+
+    state, pending = shift.starting_state(ctx, champion)
     if task in state.tasks:
         raise LifelongError(
             f"task {task!r} was already learned by {model} v{champion} (tasks: {', '.join(state.tasks)})"
         )
     previous = forecast_tasks.first_task(ctx, state)[-1]
-    x, y = inputs.task_arrays(ctx, inputs.snapshot(ctx, version), previous, "train")
-    folded = fold(ctx, state, x, y, champion=champion, closing=previous, opening=task)
+    if pending:  # a task shift consolidated the champion's weights already: its regimes and Fisher are kept
+        ctx.progress(f"v{champion} has a pending shift consolidation (run {pending}): the task addition starts from it")
+        x = y = None
+        why = f"v{champion}'s weights were consolidated by the pending task-shift run {pending}"
+    else:
+        x, y = inputs.task_arrays(ctx, inputs.snapshot(ctx, version), previous, "train")
+        why = None
+    folded = fold(ctx, state, x, y, champion=champion, closing=previous, opening=task, not_folded=why)
     return ConsolidationResult(  # type: ignore[typeddict-item]
         **base, champion=champion, consolidated=True, fisher_task=previous, run_id=folded.run_id,
         duration_s=folded.duration_s,
@@ -154,6 +166,7 @@ def fold(
     params: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
     json_files: dict[str, Any] | None = None,
+    not_folded: str | None = None,
 ) -> Folded:
     """The champion's state consolidated on its closing task ``(x, y)`` with the model's strategy, logged as
     an MLflow run (not a version) with the Fisher per layer, and announced: the one consolidation of
@@ -161,27 +174,35 @@ def fold(
 
     EWC parts fold the exact per-sample Fisher into the online Fisher (``F <- gamma F + F_new``) and set
     the anchors; LwF sets its teacher; replay alone has nothing to fold (the consolidation is counted).
+
+    ``not_folded`` (why): the state's weights were consolidated already and have not moved since (a
+    shift's pending consolidation, whose task no promoted version learned), so nothing is computed: folding
+    the same weights' Fisher again would count their closing data twice. The run is logged all the same
+    (the task list changed), with the reason as its ``not_folded`` param; ``x`` and ``y`` are not read.
     """
     started = time.perf_counter()
-    strategy = make_strategy(ctx.spec.strategy, task_kind(ctx.spec.architecture), state)
-    train.consolidate(state, strategy, x, y, device=ctx.train_spec().device)
-    duration = round(time.perf_counter() - started, 3)
-    uses_fisher = any(p.name == "ewc" for p in strategy.parts)
     spec = ctx.spec.strategy
-    used = min(len(x), spec.fisher_samples) if spec.fisher_samples > 0 else len(x)
-    used = used if uses_fisher else 0
+    used = 0
+    if not_folded is None:
+        strategy = make_strategy(spec, task_kind(ctx.spec.architecture), state)
+        train.consolidate(state, strategy, x, y, device=ctx.train_spec().device)
+        if any(p.name == "ewc" for p in strategy.parts):
+            used = min(len(x), spec.fisher_samples) if spec.fisher_samples > 0 else len(x)
+    duration = round(time.perf_counter() - started, 3)
+    skipped = {} if not_folded is None else {"not_folded": not_folded}
     run_id = registry.log_state_run(
         ctx.model,
         state,
         run_name=f"consolidate {closing} before {opening}",
-        params={"strategy": spec.name, "fisher_task": closing, "champion": champion, **(params or {})},
+        params={"strategy": spec.name, "fisher_task": closing, "champion": champion, **skipped, **(params or {})},
         metrics={"consolidate_s": duration, "fisher_samples": float(used), **(metrics or {})},
         plots={"fisher_per_layer": plots.fisher_magnitude(state.fisher)} if state.fisher else {},
         json_files=json_files,
         run_key=run_key,
     )
+    done = f"consolidated before learning {opening}" if not_folded is None else f"closed, not folded ({not_folded})"
     notify.alert(
-        "consolidate", model=ctx.model, version=champion, reason=f"{closing} consolidated before learning {opening}",
+        "consolidate", model=ctx.model, version=champion, reason=f"{closing} {done}",
         figures={"fisher_task": closing, "task": opening, "run_id": run_id, "duration_s": duration},
         dag_run=notify.run_label(ctx.run),
     )  # fmt: skip
