@@ -36,10 +36,11 @@ resumes, and runs made on another machine (a GPU) join the table with their devi
 ``--deadline-s`` reports what finished by then (cells then say ``n=`` seeds). Permuted MNIST
 can sweep online EWC's lambda (``--permuted-lambdas 10,100,1000``); the target is judged on the
 best of EWC and online EWC at any lambda run, on the test accuracy, as the paper chose its lambda
-by grid search, and the report says which.
+by grid search, and the report says which. ``--fisher-variants exact,empirical`` runs both EWC rows
+with each Fisher (a row each); the runs without the flag use the exact one.
 
 Usage: ``python -m bench.cl_protocol [--quick] [--seeds N] [--skip-split|--skip-permuted]
-[--jobs N] [--record FILE] [--permuted-lambdas L,..]``; prints markdown. ``report(argv)``
+[--jobs N] [--record FILE] [--permuted-lambdas L,..] [--fisher-variants V,..]``; prints markdown. ``report(argv)``
 returns the markdown and targets (``bench/run.py`` makes the sections ``cl_split`` and
 ``cl_permuted`` of them).
 """
@@ -69,6 +70,8 @@ from torch import Tensor
 from bench.common import Target
 from lifelong.config import ArchitectureSpec, StrategySpec, TrainSpec
 from lifelong.learn import metrics
+from lifelong.learn.fisher import Variant as FisherVariant
+from lifelong.learn.fisher import per_sample_fisher
 from lifelong.learn.metrics import predict
 from lifelong.learn.state import LearnerState
 from lifelong.learn.strategies import make_strategy
@@ -245,7 +248,13 @@ def default_lambda(scenario: str) -> float:
     return {"task": 1e4, "domain": 1e6, "class": 1e4, "permuted": PERMUTED_LAMBDA}[scenario]
 
 
-def strategy_for(method: str, scenario: str, settings: Settings, ewc_lambda: float | None = None) -> StrategySpec:
+def strategy_for(
+    method: str,
+    scenario: str,
+    settings: Settings,
+    ewc_lambda: float | None = None,
+    fisher_variant: FisherVariant = "exact",
+) -> StrategySpec:
     name = {"None": "naive", "Joint": "naive", "EWC": "ewc", "Online EWC": "online_ewc", "LwF": "lwf"}
     name |= {"EWC (per task)": "ewc"}  # with per-task anchors, see run_sequence
     name |= {"ER": "replay", "EWC+ER": "ewc+replay"}
@@ -253,7 +262,7 @@ def strategy_for(method: str, scenario: str, settings: Settings, ewc_lambda: flo
         name=name[method],  # type: ignore[arg-type]
         ewc_lambda=default_lambda(scenario) if ewc_lambda is None else ewc_lambda,
         gamma=1.0,
-        fisher_variant="exact",
+        fisher_variant=fisher_variant,
         fisher_samples=settings.fisher_samples,
         lwf_temperature=2.0,
         lwf_alpha=1.0,
@@ -279,12 +288,13 @@ def run_sequence(
     lr: float,
     device: str,
     ewc_lambda: float | None = None,
+    fisher_variant: FisherVariant = "exact",
 ) -> list[list[float]]:
     """Learn ``tasks`` in order (or jointly); the accuracy matrix."""
     pixels = tasks[0][0].shape[-1]
     out_dim = 2 if scenario == "domain" else 10
     arch = ArchitectureSpec(type="mlp_classifier", in_channels=1, length=pixels, out_dim=out_dim, hidden=hidden)
-    spec = strategy_for(method, scenario, settings, ewc_lambda)
+    spec = strategy_for(method, scenario, settings, ewc_lambda, fisher_variant)
     base = TrainSpec(
         lr=lr, lr_decay=1.0, batch_size=128, grad_clip=0.0, val_fraction=0.0, patience=0, seed=seed, device=device
     )
@@ -334,22 +344,42 @@ class Job:
     scenario: str  # task / domain / class (split) or "permuted"
     method: str
     ewc_lambda: float | None = None  # None: the scenario's default
+    fisher_variant: FisherVariant = "exact"
 
     @property
     def key(self) -> str:
         lam = "" if self.ewc_lambda is None else f" lambda={self.ewc_lambda:g}"
-        return f"{self.experiment} seed {self.seed} {self.scenario} {self.method}{lam}"
+        # the exact Fisher names nothing: the records made before the variant was a choice keep their keys
+        fisher = "" if self.fisher_variant == "exact" else f" fisher={self.fisher_variant}"
+        return f"{self.experiment} seed {self.seed} {self.scenario} {self.method}{lam}{fisher}"
 
 
-def jobs_for(settings: Settings, *, split: bool, permuted: list[str], lambdas: list[float] | None = None) -> list[Job]:
-    """Seed-major, permuted first: a run cut short by its deadline still holds whole seeds of the first rows."""
+def jobs_for(
+    settings: Settings,
+    *,
+    split: bool,
+    permuted: list[str],
+    lambdas: list[float] | None = None,
+    variants: list[FisherVariant] | None = None,
+) -> list[Job]:
+    """Seed-major, permuted first: a run cut short by its deadline still holds whole seeds of the first rows.
+
+    ``lambdas`` are swept for online EWC, ``variants`` (the Fisher's: ``exact``, ``empirical``) for both
+    EWC rows of the target (``EWC_VARIANTS``); the other methods run once per seed, with the exact Fisher.
+    """
     # one key per configuration, whatever the command line: online EWC always names its lambda (the sweep is
     # for it), None has none, EWC+ER keeps the default lambda and names none
     choices: dict[str, list[float | None]] = {"Online EWC": list(lambdas or [PERMUTED_LAMBDA])}
+    fishers = list(variants or ["exact"])
     jobs = []
     for seed in range(settings.seeds):
         for method in permuted:
-            jobs += [Job("permuted", seed, "permuted", method, lam) for lam in choices.get(method, [None])]
+            swept = fishers if method in EWC_VARIANTS else ["exact"]
+            jobs += [
+                Job("permuted", seed, "permuted", method, lam, fisher)
+                for fisher in swept
+                for lam in choices.get(method, [None])
+            ]
     for seed in range(settings.seeds if split else 0):
         jobs += [Job("split", seed, scenario, method) for scenario in SCENARIOS for method in METHODS]
     return jobs
@@ -373,6 +403,7 @@ def run_job(job: Job, settings: Settings, device: str) -> dict:
     R = run_sequence(
         tasks, job.scenario, job.method, settings, job.seed,
         iters=iters, hidden=hidden, lr=lr, device=device, ewc_lambda=job.ewc_lambda,
+        fisher_variant=job.fisher_variant,
     )  # fmt: skip
     where = f"cuda ({torch.cuda.get_device_name()})" if device.startswith("cuda") else "cpu"
     seconds = time.perf_counter() - started
@@ -448,6 +479,66 @@ def run_jobs(
     return done, reused
 
 
+# --------------------------------------------------------------------------- Fisher scale
+
+
+def fisher_scale(settings: Settings, seed: int, device: str) -> list[dict[str, float]]:
+    """The Fisher's size under three labellings, on a model that has learned permuted MNIST's first task.
+
+    Why: EWC's lambda multiplies the Fisher, so the lambda a paper reports is only comparable under the
+    same Fisher. ``exact`` takes the expectation over the model's predictive distribution, ``empirical``
+    the true labels, ``predicted`` the arg-max label (what van de Ven & Tolias's 2019 code did by default).
+    On a confident model the last two nearly vanish (a correct, confident sample's gradient is small),
+    while ``exact`` keeps the ``p_c`` of every other class: the lambdas differ by about this ratio.
+    One row per labelling: the mean Fisher entry, its ratio to ``exact``'s, and the training accuracy.
+    """
+    task = permuted_tasks(load_data(), settings, seed)[0]
+    xtr, ytr = task[0], task[1]
+    y = scenario_labels("permuted", ytr)
+    arch = ArchitectureSpec(
+        type="mlp_classifier", in_channels=1, length=xtr.shape[-1], out_dim=10, hidden=settings.permuted_hidden
+    )
+    epochs = _epochs_for(settings.permuted_iters, len(xtr), 128)
+    train = TrainSpec(lr=settings.permuted_lr, lr_decay=1.0, batch_size=128, grad_clip=0.0, val_fraction=0.0,
+                      patience=0, seed=seed, device=device, epochs=epochs)  # fmt: skip
+    spec = strategy_for("None", "permuted", settings)
+    state = LearnerState.new(arch, train, spec)
+    fit(state, xtr, y, train=train, strategy=make_strategy(spec, "classification", state))
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(xtr), generator=g)[: settings.fisher_samples]
+    x, yt = xtr[idx], y[idx]
+    model = state.model.to(select_device(device))
+    with torch.no_grad():
+        logits = predict(model, x)
+    labels = {"exact": ("exact", yt), "empirical": ("empirical", yt), "predicted": ("empirical", logits.argmax(-1))}
+    means = {}
+    for name, (variant, target) in labels.items():
+        fisher = per_sample_fisher(model, x, target, task="classification", variant=variant)  # type: ignore[arg-type]
+        total = sum(float(f.double().sum()) for f in fisher.values())
+        means[name] = total / sum(f.numel() for f in fisher.values())
+    accuracy = metrics.accuracy(logits, yt)
+    return [
+        {"labelling": name, "mean": mean, "ratio": mean / means["exact"], "accuracy": accuracy}
+        for name, mean in means.items()
+    ]
+
+
+def fisher_scale_table(rows: list[dict[str, float]], settings: Settings, seed: int) -> str:
+    lines = [
+        "### The Fisher's scale: why our lambda is not the paper's",
+        "",
+        f"The MLP {list(settings.permuted_hidden)} after permuted MNIST's first task ({settings.permuted_iters} "
+        f"iterations, seed {seed}, training accuracy {100 * rows[0]['accuracy']:.1f}%); the diagonal Fisher on "
+        f"{settings.fisher_samples} training samples under three labellings. EWC's lambda multiplies the Fisher, so "
+        "a lambda carries over between implementations only in proportion to these means.",
+        "",
+        "| labelling | mean Fisher entry | ratio to exact |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {r['labelling']} | {r['mean']:.3e} | {r['ratio']:.3g} |" for r in rows]
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -503,48 +594,51 @@ def permuted_report(
     wanted = [j for j in jobs if j.experiment == "permuted"]
     runs = _matrices(done, wanted)
     source = next((done[j.key]["source"] for j in runs), "MNIST")
-    rows = list(dict.fromkeys((j.method, j.ewc_lambda) for j in wanted))
+    rows = list(dict.fromkeys((j.method, j.ewc_lambda, j.fisher_variant) for j in wanted))
     lines = [
         f"### Permuted {source}, {settings.permuted_tasks} tasks, domain-incremental",
         "",
         f"{'QUICK settings; ' if quick else ''}{settings.permuted_iters} iterations per task, MLP "
-        f"{list(settings.permuted_hidden)}, Adam lr {settings.permuted_lr:g}, batch 128, exact Fisher on "
-        f"{settings.fisher_samples} samples, gamma 1, {settings.seeds} seed(s), device {_where(done, runs) or device}. "
+        f"{list(settings.permuted_hidden)}, Adam lr {settings.permuted_lr:g}, batch 128, Fisher on "
+        f"{settings.fisher_samples} samples (exact: over the model's own predictive distribution; empirical: at the "
+        "true labels), gamma 1, {settings.seeds} seed(s), device {_where(done, runs) or device}. "
         f"Average accuracy over the {settings.permuted_tasks} tasks after the last, backward transfer (pp), and "
         "the accuracy on the first and on the second-to-last task after the last (where the forgetting falls), "
         "mean ± sd over seeds; time = wall seconds per run.",
         "",
-        "| method | lambda | average accuracy (%) | backward transfer (pp) | first task (%) | second-to-last (%) "
-        "| time per run (s) | device |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | lambda | Fisher | average accuracy (%) | backward transfer (pp) | first task (%) "
+        "| second-to-last (%) | time per run (s) | device |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    ewc: dict[tuple[str, float], list[float]] = {}
-    for method, lam in rows:
-        mine = [j for j in runs if (j.method, j.ewc_lambda) == (method, lam)]
+    ewc: dict[tuple[str, float, str], list[float]] = {}
+    for method, lam, variant in rows:
+        mine = [j for j in runs if (j.method, j.ewc_lambda, j.fisher_variant) == (method, lam, variant)]
         accs = [metrics.average_accuracy(runs[j]) for j in mine]
         bwts = [metrics.backward_transfer(runs[j]) for j in mine]
         seconds = [done[j.key]["seconds"] for j in mine]
         value = default_lambda("permuted") if lam is None else lam
         time_per_run = f"{statistics.fmean(seconds):.0f}" if seconds else "-"
-        shown = "-" if method == "None" else f"{value:g}"
+        shown, fisher = ("-", "-") if method == "None" else (f"{value:g}", variant)
         first = [runs[j][-1][0] for j in mine]
         recent = [runs[j][-1][-2] for j in mine]
-        row = [method, shown, _fmt(accs, settings.seeds), _fmt(bwts, settings.seeds), _fmt(first, settings.seeds),
-               _fmt(recent, settings.seeds), time_per_run, _where(done, mine) or "-"]  # fmt: skip
+        cells = [_fmt(values, settings.seeds) for values in (accs, bwts, first, recent)]
+        row = [method, shown, fisher, *cells, time_per_run, _where(done, mine) or "-"]
         lines.append("| " + " | ".join(row) + " |")
         if method in EWC_VARIANTS and accs:
-            ewc[(method, value)] = accs
+            ewc[(method, value, variant)] = accs
     targets = []
     target = f"permuted MNIST, EWC: average accuracy >= {100 * PERMUTED_TARGET:.0f}%"
     if ewc:
         best = max(ewc, key=lambda key: statistics.fmean(ewc[key]))
         mean = statistics.fmean(ewc[best])
-        tried = ", ".join(f"{m} lambda {lam:g}: {100 * statistics.fmean(a):.1f}%" for (m, lam), a in ewc.items())
+        tried = ", ".join(
+            f"{m} lambda {lam:g} {fisher}: {100 * statistics.fmean(a):.1f}%" for (m, lam, fisher), a in ewc.items()
+        )
         how = (
-            f"{best[0]} at lambda {best[1]:g}, the best on the test accuracy (as the paper chose its lambda by grid "
-            f"search) of {tried}"
+            f"{best[0]} at lambda {best[1]:g}, {best[2]} Fisher, the best on the test accuracy (as the paper chose "
+            f"its lambda by grid search) of {tried}"
             if len(ewc) > 1
-            else f"{best[0]}, lambda {best[1]:g}"
+            else f"{best[0]}, lambda {best[1]:g}, {best[2]} Fisher"
         )
         detail = f"{100 * mean:.1f}%, {how}; {len(ewc[best])} seed(s)"
         targets.append(Target(target, mean >= PERMUTED_TARGET, detail))
@@ -572,6 +666,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help=f"online EWC lambdas to sweep, comma-separated (default {PERMUTED_LAMBDA:g})",
     )
+    parser.add_argument(
+        "--fisher-variants",
+        default="exact",
+        help="Fisher variants for the EWC rows, comma-separated, of: exact, empirical (default exact)",
+    )
+    parser.add_argument(
+        "--fisher-scale", action="store_true", help="also measure the Fisher's size under three labellings (1 run)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, one process each (a GPU has room for many)")
     parser.add_argument("--deadline-s", type=float, default=None, help="stop after this long; report what finished")
     parser.add_argument("--record", type=Path, default=None, help="JSON-lines file of finished runs; resumes from it")
@@ -595,15 +697,20 @@ def report(argv: list[str] | None = None) -> tuple[str, list[Target]]:
     if unknown:
         raise SystemExit(f"unknown permuted method(s): {', '.join(sorted(unknown))}")
     lambdas = [float(v) for v in args.permuted_lambdas.split(",")] if args.permuted_lambdas else None
+    variants = [v.strip() for v in args.fisher_variants.split(",") if v.strip()]
+    if not variants or set(variants) - {"exact", "empirical"}:
+        raise SystemExit(f"--fisher-variants: exact and/or empirical, got {args.fisher_variants!r}")
     device = str(select_device(args.device))
     started = time.perf_counter()
-    jobs = jobs_for(settings, split=not args.skip_split, permuted=permuted, lambdas=lambdas)
+    jobs = jobs_for(settings, split=not args.skip_split, permuted=permuted, lambdas=lambdas, variants=variants)  # type: ignore[arg-type]
     done, reused = run_jobs(jobs, settings, device, workers=args.jobs, threads=args.threads, deadline_s=args.deadline_s,
                     record=args.record)  # fmt: skip
     parts, targets = [], []
     if permuted:
         markdown, targets = permuted_report(done, jobs, settings, device, args.quick)
         parts.append(markdown)
+    if args.fisher_scale:
+        parts.append(fisher_scale_table(fisher_scale(settings, 0, device), settings, 0))
     if not args.skip_split:
         parts.append(split_report(done, jobs, settings, device, args.quick))
     finished = len([j for j in jobs if j.key in done])
