@@ -165,7 +165,7 @@ def test_a_task_addition_while_a_shift_is_pending_starts_from_it(days: dict) -> 
     assert state.tasks == ["0", "1", "2"] and _tasks(state) == ["0", "1", "2"]
     before = registry.load_state_from_run(pending)
     assert all(torch.equal(before.fisher[k], state.fisher[k]) for k in before.fisher)
-    assert pending in registry.run_params(result["run_id"])["not_folded"]
+    assert pending in registry.run_params(result["run_id"])["not_folded"]  # nothing folded again
 
 
 @contextmanager

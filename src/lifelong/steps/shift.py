@@ -14,9 +14,9 @@ opens the next one in the state, and logs that state as an MLflow run, which ``u
 from that day. The run is tagged on the champion as its pending consolidation: if that day's
 candidate is rejected, the next updates (and a next shift) start from it all the same, until a
 candidate built on it is promoted (:func:`starting_state`). For a replay-only strategy nothing is
-folded: the consolidation opens the new task id and logs it. Nor is anything folded when the closing
-task was never learned (a second shift while the first is pending): those weights were folded by the
-first, and folding them again would count their data twice.
+folded: the consolidation opens the new task id and logs it. Nor is anything folded when the weights
+have not moved since their last consolidation (a second shift while the first is pending, whose task
+was never learned): folding them again would count their data twice.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from lifelong.steps import inputs
 from lifelong.steps.changes import changes_model
 from lifelong.steps.context import Context, NotReady, RunInfo, parse_day
 from lifelong.steps.contracts import ConsolidationResult, DriftResult, IngestResult, TaskShift
-from lifelong.steps.tasks import fold
+from lifelong.steps.tasks import at_anchors, fold
 
 
 def reasons(spec: TaskShiftSpec, day: date, decisions: Sequence[str | None], *, manual: bool = False) -> list[str]:
@@ -133,10 +133,11 @@ def consolidate(
     closing, opening = _task_ids(state)
     if pending:
         ctx.progress(f"{day}: v{champion} has a pending consolidation (run {pending}): closing its task {closing}")
-    if never_learned(state):  # its weights are the ones the pending consolidation folded: nothing new to fold
+    if at_anchors(state):  # e.g. a pending consolidation's weights: their Fisher is folded already
         x = y = None
         counts = {"replay": 0, "recent": 0}
-        why = f"task {closing} was never learned (no candidate trained on its days was promoted)"
+        unlearned = f" (task {closing} was never learned: no candidate trained on its days was promoted)"
+        why = "the weights have not moved since they were consolidated" + (unlearned if never_learned(state) else "")
     else:
         x, y, counts = closing_regime(ctx, state, version)
         why = None

@@ -13,6 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lifelong import faults, notify, plots, recovery, registry, serving
 from lifelong.config import STRATEGIES, ConfigError, ModelSpec, params_hash, to_jsonable
 from lifelong.data import store
@@ -110,8 +112,8 @@ def consolidate(
     consolidated state is logged as an MLflow run (not a model version) for ``learn_task``.
     A forecaster whose champion has a task shift's consolidation pending (its candidate not yet
     promoted) starts from that consolidation instead (:func:`lifelong.steps.shift.starting_state`),
-    so the shift's closed regime, its Fisher and the task it opened are not lost; those weights were
-    consolidated by it, so nothing is folded again.
+    so the shift's closed regime, its Fisher and the task it opened are not lost. Weights that have
+    not moved since their last consolidation (:func:`at_anchors`, as there) are not folded again.
     """
     ctx = Context.of(model, run_info)
     ctx = ctx.with_spec(task_spec(ctx.spec, overrides))
@@ -130,10 +132,12 @@ def consolidate(
             f"task {task!r} was already learned by {model} v{champion} (tasks: {', '.join(state.tasks)})"
         )
     previous = forecast_tasks.first_task(ctx, state)[-1]
-    if pending:  # a task shift consolidated the champion's weights already: its regimes and Fisher are kept
+    if pending:  # a task shift consolidated the champion: its regimes and Fisher are kept
         ctx.progress(f"v{champion} has a pending shift consolidation (run {pending}): the task addition starts from it")
+    if at_anchors(state):
         x = y = None
-        why = f"v{champion}'s weights were consolidated by the pending task-shift run {pending}"
+        by = f" (by the pending task-shift run {pending})" if pending else ""
+        why = f"v{champion}'s weights have not moved since they were consolidated{by}"
     else:
         x, y = inputs.task_arrays(ctx, inputs.snapshot(ctx, version), previous, "train")
         why = None
@@ -142,6 +146,16 @@ def consolidate(
         **base, champion=champion, consolidated=True, fisher_task=previous, run_id=folded.run_id,
         duration_s=folded.duration_s,
     )  # fmt: skip
+
+
+def at_anchors(state: LearnerState) -> bool:
+    """Whether the state's weights are the ones its last consolidation anchored (EWC's anchors, LwF's
+    teacher): nothing was learned since, so a consolidation now would fold the same weights' Fisher again."""
+    anchors = state.anchors
+    if not anchors:
+        return False
+    named = [(name, p) for name, p in state.model.named_parameters() if name in anchors]
+    return bool(named) and all(torch.equal(p.detach().cpu(), anchors[name].cpu()) for name, p in named)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,10 +189,11 @@ def fold(
     EWC parts fold the exact per-sample Fisher into the online Fisher (``F <- gamma F + F_new``) and set
     the anchors; LwF sets its teacher; replay alone has nothing to fold (the consolidation is counted).
 
-    ``not_folded`` (why): the state's weights were consolidated already and have not moved since (a
-    shift's pending consolidation, whose task no promoted version learned), so nothing is computed: folding
-    the same weights' Fisher again would count their closing data twice. The run is logged all the same
-    (the task list changed), with the reason as its ``not_folded`` param; ``x`` and ``y`` are not read.
+    ``not_folded`` (why): the state's weights were consolidated already and have not moved since
+    (:func:`at_anchors`: a shift's pending consolidation, whose task no promoted version learned), so
+    nothing is computed: folding the same weights' Fisher again would count their closing data twice.
+    The run is logged all the same (the task list changed), with the reason as its ``not_folded`` param;
+    ``x`` and ``y`` are not read.
     """
     started = time.perf_counter()
     spec = ctx.spec.strategy
