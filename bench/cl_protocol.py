@@ -510,9 +510,9 @@ def fisher_scale(settings: Settings, seed: int, device: str) -> list[dict[str, f
 
     Why: EWC's lambda multiplies the Fisher, so the lambda a paper reports is only comparable under the
     same Fisher. ``exact`` takes the expectation over the model's predictive distribution, ``empirical``
-    the true labels, ``predicted`` the arg-max label (what van de Ven & Tolias's 2019 code did by default).
-    On a confident model the last two nearly vanish (a correct, confident sample's gradient is small),
-    while ``exact`` keeps the ``p_c`` of every other class: the lambdas differ by about this ratio.
+    the true labels, ``predicted`` the arg-max label (the default of van de Ven & Tolias's 2019 code, as we
+    read it). On a confident model the last two shrink (a correct, confident sample's gradient is small)
+    while ``exact`` keeps the ``p_c`` of every other class: lambdas carry over in about this ratio.
     One row per labelling: the mean Fisher entry, its ratio to ``exact``'s, and the training accuracy.
     """
     task = permuted_tasks(load_data(), settings, seed)[0]
@@ -547,19 +547,27 @@ def fisher_scale(settings: Settings, seed: int, device: str) -> list[dict[str, f
 
 
 def fisher_scale_table(rows: list[dict[str, float]], settings: Settings, seed: int) -> str:
+    """The :func:`fisher_scale` rows as markdown, with what they say about carrying a lambda over."""
+    by = {r["labelling"]: r["ratio"] for r in rows}
     lines = [
-        "### The Fisher's scale: why our lambda is not the paper's",
+        "### The Fisher's scale under three labellings",
         "",
         f"The MLP {list(settings.permuted_hidden)} after the first task of permuted {_source_name()} "
-        f"({settings.permuted_iters} "
-        f"iterations, seed {seed}, training accuracy {100 * rows[0]['accuracy']:.1f}%); the diagonal Fisher on "
-        f"{settings.fisher_samples} training samples under three labellings. EWC's lambda multiplies the Fisher, so "
-        "a lambda carries over between implementations only in proportion to these means.",
+        f"({settings.permuted_iters} iterations, seed {seed}, training accuracy {100 * rows[0]['accuracy']:.1f}%); "
+        f"the diagonal Fisher on {settings.fisher_samples} training samples: `exact` over the model's predictive "
+        "distribution, `empirical` at the true labels, `predicted` at the arg-max label (as we read it, the default "
+        "of the 2019 `continual_learner.py` of van de Ven & Tolias, `emp_FI=False`). EWC's lambda multiplies the "
+        "Fisher, so a lambda carries over "
+        "between labellings only in proportion to these means.",
         "",
         "| labelling | mean Fisher entry | ratio to exact |",
         "|---|---:|---:|",
+        *(f"| {r['labelling']} | {r['mean']:.3e} | {r['ratio']:.3g} |" for r in rows),
+        "",
+        f"Here the empirical Fisher is {by['empirical']:.2g}x the exact one and the predicted-label Fisher "
+        f"{by['predicted']:.2g}x: a lambda of L with the exact Fisher weighs the penalty about as a lambda of "
+        f"L / {by['empirical']:.2g} does with the empirical one, and L / {by['predicted']:.2g} with predicted labels.",
     ]
-    lines += [f"| {r['labelling']} | {r['mean']:.3e} | {r['ratio']:.3g} |" for r in rows]
     return "\n".join(lines)
 
 
