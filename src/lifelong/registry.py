@@ -23,6 +23,7 @@ model-changing step complete first when a crash left it pending (:func:`settle`)
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -150,7 +151,34 @@ def _client() -> MlflowClient:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    return mlflow.MlflowClient(uri, uri)
+    return _bounded_client_class()(uri, uri)
+
+
+@functools.cache
+def _bounded_client_class() -> type[MlflowClient]:
+    """``MlflowClient`` whose writes to a registered model do not read every version of it.
+
+    MLflow 3's client checks that the model it tags, aliases or describes is not a prompt
+    (``_raise_if_prompt``) with ``get_registered_model``, which on the SQL store builds
+    ``latest_versions`` by loading every version of the model: each version tag, alias move and
+    model card of a daily run cost a row per candidate ever registered. This client makes the
+    same check on the registered model found by its exact name (``search_registered_models``,
+    which picks the latest versions in the database); whatever that does not find plainly (no
+    such model, a prompt, a name a filter cannot hold) goes to MLflow's own check, so the outcome,
+    the error included, is MLflow's.
+    """
+    import mlflow
+    from mlflow.prompt.registry_utils import has_prompt_tag
+
+    class BoundedClient(mlflow.MlflowClient):
+        def _raise_if_prompt(self, name: str) -> None:
+            if isinstance(name, str) and _SAFE.fullmatch(name) and "'" not in name:
+                found = self.search_registered_models(filter_string=f"name = '{name}'", max_results=1)
+                if len(found) == 1 and found[0].name == name and not has_prompt_tag(found[0].tags):
+                    return
+            super()._raise_if_prompt(name)  # type: ignore[misc]
+
+    return BoundedClient
 
 
 def _experiment(client: MlflowClient, name: str) -> str:
@@ -614,7 +642,18 @@ def check_serving(model_name: str, version: str | int) -> None:
     loaded, fails on its example, or answers with non-finite values or another shape than its
     signature's.
     """
-    artifacts.check_serving_model(f"models:/{_check('model', model_name)}/{version}")
+    _check_serving(_client(), _check("model", model_name), str(version))
+
+
+def _check_serving(client: MlflowClient, model_name: str, version: str) -> None:
+    """:func:`check_serving` with the version's files found by this module's client: MLflow's own
+    resolution of ``models:/<name>/<version>`` reads every version of the model (see
+    :func:`_bounded_client_class`); the download URI it would resolve to is the same."""
+    try:
+        source = client.get_model_version_download_uri(model_name, version)
+    except Exception:  # noqa: BLE001 - unresolvable here: MLflow's resolution gives the reason
+        source = None
+    artifacts.check_serving_model(f"models:/{model_name}/{version}", source=source)
 
 
 def promote(model_name: str, version: str | int, decision: GateDecision, *, trigger: str) -> dict[str, Any]:
@@ -649,7 +688,7 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
             f"v{recorded['champion_version']}, but v{current} is champion now; judge it again"
         )
     if current != version:
-        artifacts.check_serving_model(f"models:/{model_name}/{version}")
+        _check_serving(client, model_name, version)
     # approved first: whatever step a crash interrupts, champion names a complete, approved version
     _tag_decision(client, model_name, version, "approved", decision)
     faults.checkpoint("promote_alias")
