@@ -77,18 +77,16 @@ Record = Callable[[Move], dict[str, Any]]  # writes the move's audit event, retu
 
 
 def pending(client: MlflowClient, model: str) -> Move | None:
-    """The move recorded on ``model`` and not finished, if any (None when the model is not registered).
+    """The move recorded on ``model`` and not finished, if any (None when the model is not registered)."""
+    from mlflow.exceptions import MlflowException
 
-    Read with ``search_registered_models`` on the exact name, not ``get_registered_model``: MLflow's
-    SQL store builds the latter's ``latest_versions`` by loading every version of the model (one ORM
-    row each, so a read that grows with every candidate ever registered), while the search picks the
-    latest version in the database. ``model`` is a checked name (:func:`lifelong.registry._check`:
-    no quote can end the filter string).
-    """
-    if "'" in model or "\\" in model:
-        raise RegistryError(f"model {model!r}: not a name a filter string can hold")
-    found = client.search_registered_models(filter_string=f"name = '{model}'", max_results=1)
-    raw = found[0].tags.get(PENDING) if found else None
+    try:
+        tags = client.get_registered_model(model).tags
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    raw = tags.get(PENDING)
     return Move.from_json(raw) if raw else None
 
 

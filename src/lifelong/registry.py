@@ -156,27 +156,43 @@ def _client() -> MlflowClient:
 
 @functools.cache
 def _bounded_client_class() -> type[MlflowClient]:
-    """``MlflowClient`` whose writes to a registered model do not read every version of it.
+    """``MlflowClient`` whose writes to a registered model read every version of it once per process, not
+    once per write.
 
     MLflow 3's client checks that the model it tags, aliases or describes is not a prompt
     (``_raise_if_prompt``) with ``get_registered_model``, which on the SQL store builds
-    ``latest_versions`` by loading every version of the model: each version tag, alias move and
-    model card of a daily run cost a row per candidate ever registered. This client makes the
-    same check on the registered model found by its exact name (``search_registered_models``,
-    which picks the latest versions in the database); whatever that does not find plainly (no
-    such model, a prompt, a name a filter cannot hold) goes to MLflow's own check, so the outcome,
-    the error included, is MLflow's.
+    ``latest_versions`` by loading every version of the model (``search_registered_models`` by the exact
+    name is no cheaper: it picks the latest versions with a window over every version, three times). A
+    daily gate, promotion or rejection makes 2 to 10 such writes, each a row per candidate ever
+    registered. This client makes MLflow's own check the first time a process writes to a model, and
+    remembers the models that passed it (per registry URI): a registered model is a prompt or not from
+    its creation (MLflow refuses to make a model a prompt), so the answer holds while the model does;
+    deleting or renaming a model through this client forgets it. Anything that fails the check (no
+    such model, a prompt) is never remembered and fails as MLflow fails it.
     """
     import mlflow
-    from mlflow.prompt.registry_utils import has_prompt_tag
+
+    checked: set[tuple[str, str]] = set()  # (registry URI, model name) that passed MLflow's check
 
     class BoundedClient(mlflow.MlflowClient):
         def _raise_if_prompt(self, name: str) -> None:
-            if isinstance(name, str) and _SAFE.fullmatch(name) and "'" not in name:
-                found = self.search_registered_models(filter_string=f"name = '{name}'", max_results=1)
-                if len(found) == 1 and found[0].name == name and not has_prompt_tag(found[0].tags):
-                    return
+            key = (str(self._registry_uri), name)
+            if key in checked:
+                return
             super()._raise_if_prompt(name)  # type: ignore[misc]
+            checked.add(key)
+
+        def delete_registered_model(self, name: str) -> None:
+            try:
+                super().delete_registered_model(name)
+            finally:  # after MLflow's own call, whose check would remember the name again
+                checked.discard((str(self._registry_uri), name))
+
+        def rename_registered_model(self, name: str, new_name: str) -> Any:
+            try:
+                return super().rename_registered_model(name, new_name)
+            finally:
+                checked.discard((str(self._registry_uri), name))
 
     return BoundedClient
 

@@ -1,9 +1,9 @@
-"""The registry reads of the daily decision steps do not grow with the versions behind them.
+"""The registry calls of the daily decision steps do not read every version behind them each time.
 
 A forecaster registers a candidate a day, so after a year its registered model holds hundreds of
-versions. What promote and reject read before they act (the pending alias move, :func:`settle`)
-must cost the same at version 3 as at version 30: counted here as the model-version rows MLflow's
-SQL store materialises, and the client calls made, never as a wall-clock bound.
+versions. The version tags, alias moves and model cards a gate, promotion or rejection writes, and
+the promotion's serving check, must not each read them all: counted here as the model-version rows
+MLflow's SQL store materialises and the client calls made, never as a wall-clock bound.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import pytest
 from _registry_kit import MODEL
 
 from lifelong import aliases, registry
-from lifelong.errors import RegistryError
 
 
 @pytest.fixture
@@ -60,40 +59,8 @@ def _rows_read(count: list[int], read: Any) -> int:
     return count[0]
 
 
-def test_settle_reads_the_same_rows_at_3_and_30_versions(versions: Any, version_rows: list[int]) -> None:
-    versions(3)
-    at_3 = _rows_read(version_rows, lambda: registry.settle(MODEL))
-    versions(30)
-    at_30 = _rows_read(version_rows, lambda: registry.settle(MODEL))
-    assert at_3 == at_30 <= 1  # at most the latest version (MLflow's latest_versions), never all of them
-
-
-def test_pending_move_is_read_by_exact_name_in_one_call(versions: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    client = versions(5)
-    client.create_registered_model(f"{MODEL}_2")  # a name the first one is a prefix of: not matched
-    move = aliases.Move("5", "4", {"event": "promote"}, "k", {})
-    client.set_registered_model_tag(f"{MODEL}_2", aliases.PENDING, move.to_json())
-    calls: list[tuple[str, Any]] = []
-    search = client.search_registered_models
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        calls.append(("search_registered_models", kwargs))
-        return search(*args, **kwargs)
-
-    def refused(*_: Any, **__: Any) -> Any:
-        raise AssertionError("get_registered_model loads every version of the model")
-
-    monkeypatch.setattr(client, "search_registered_models", counted)
-    monkeypatch.setattr(client, "get_registered_model", refused)
-    assert aliases.pending(client, MODEL) is None
-    assert aliases.pending(client, f"{MODEL}_2") == move
-    assert aliases.pending(client, "never_registered") is None
-    assert len(calls) == 3
-    assert all(kw["max_results"] == 1 and kw["filter_string"].startswith("name = '") for _, kw in calls)
-
-
-def test_pending_move_still_read_and_completed(versions: Any) -> None:
-    """The move recorded on the model is found and completed as before (behaviour unchanged)."""
+def test_a_pending_move_is_completed_through_the_bounded_client(versions: Any) -> None:
+    """The alias move a crash left pending is found and completed with the writes' check remembered."""
     client = versions(2)
     event = {"event": "promote", "model": MODEL, "version": "2", "from_version": "1", "trigger": "t", "reason": "r"}
     move = aliases.Move("2", "1", event, "key-of-the-move", {"2": {"promoted_at": "now"}})
@@ -103,11 +70,6 @@ def test_pending_move_still_read_and_completed(versions: Any) -> None:
     assert outcome is not None and outcome["champion"] == "2" and outcome["previous"] == "1"
     assert aliases.pending(client, MODEL) is None
     assert registry.champion(MODEL) == "2" and client.get_model_version(MODEL, "2").tags["promoted_at"] == "now"
-
-
-def test_pending_refuses_a_name_a_filter_cannot_hold(versions: Any) -> None:
-    with pytest.raises(RegistryError):
-        aliases.pending(versions(1), "x' or name = 'y")
 
 
 def _writes(client: Any, version: str) -> None:
@@ -120,16 +82,27 @@ def _writes(client: Any, version: str) -> None:
     registry.describe(MODEL, version, "a card")
 
 
-def test_version_and_model_writes_read_the_same_rows_at_3_and_30_versions(
-    versions: Any, version_rows: list[int]
+def test_version_and_model_writes_read_every_version_once_per_process_not_per_write(
+    versions: Any, version_rows: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """MLflow's client checks that the model is no prompt before each write; that check must not load
-    every version (``get_registered_model``'s ``latest_versions`` does, on the SQL store)."""
+    """MLflow's client checks that the model is no prompt before each write with ``get_registered_model``,
+    whose ``latest_versions`` loads every version on the SQL store: made once per model and process."""
+    import mlflow
+
+    calls: list[str] = []
+    original = mlflow.MlflowClient.get_registered_model
+
+    def counted(self: Any, name: str) -> Any:
+        calls.append(name)
+        return original(self, name)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "get_registered_model", counted)
     client = versions(3)
     at_3 = _rows_read(version_rows, lambda: _writes(client, "3"))
     client = versions(30)
     at_30 = _rows_read(version_rows, lambda: _writes(client, "30"))
-    assert at_3 == at_30
+    assert calls == [MODEL]  # the first write's check; 12 writes made
+    assert at_30 <= at_3  # at 30 versions no more rows than at 3 (where the one check read the 3)
 
 
 def test_writes_still_refuse_an_unknown_model_as_mlflow_does(versions: Any) -> None:
@@ -168,3 +141,16 @@ def test_serving_check_reads_the_same_rows_whatever_the_versions_behind(
         client.create_model_version(MODEL, f"runs:/{run_id}/model", run_id)
     at_21 = _rows_read(version_rows, lambda: registry.check_serving(MODEL, version))
     assert at_1 == at_21
+
+
+def test_a_model_deleted_through_the_client_is_checked_again(versions: Any) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.prompt.constants import IS_PROMPT_TAG_KEY
+
+    client = versions(1)
+    client.set_registered_model_tag(MODEL, "t", "v")  # checked: not a prompt
+    client.delete_registered_model(MODEL)
+    client.create_registered_model(MODEL)
+    client._get_registry_client().set_registered_model_tag(MODEL, IS_PROMPT_TAG_KEY, "true")
+    with pytest.raises(MlflowException):
+        client.set_registered_model_tag(MODEL, "t", "v")
