@@ -165,12 +165,14 @@ def _bounded_client_class() -> type[MlflowClient]:
     name is no cheaper: it picks the latest versions with a window over every version, three times). A
     daily gate, promotion or rejection makes 2 to 10 such writes, each a row per candidate ever
     registered. This client makes MLflow's own check the first time a process writes to a model, and
-    remembers the models that passed it (per registry URI): a registered model is a prompt or not from
-    its creation (MLflow refuses to make a model a prompt), so the answer holds while the model does;
-    deleting or renaming a model through this client forgets it. Anything that fails the check (no
-    such model, a prompt) is never remembered and fails as MLflow fails it.
+    remembers the models that passed it (per registry URI). Anything that fails the check (no such
+    model, a prompt) is never remembered and fails as MLflow fails it; deleting or renaming a model,
+    or tagging it a prompt, through this client forgets it. Not seen: another process deleting the
+    model and making a prompt of that name, or tagging the model a prompt, while this one runs (lifelong
+    makes no prompts; a write to a model that is gone fails in MLflow's store instead, not found).
     """
     import mlflow
+    from mlflow.prompt.constants import IS_PROMPT_TAG_KEY
 
     checked: set[tuple[str, str]] = set()  # (registry URI, model name) that passed MLflow's check
 
@@ -181,6 +183,13 @@ def _bounded_client_class() -> type[MlflowClient]:
                 return
             super()._raise_if_prompt(name)  # type: ignore[misc]
             checked.add(key)
+
+        def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
+            try:
+                super().set_registered_model_tag(name, key, value)
+            finally:
+                if key == IS_PROMPT_TAG_KEY:
+                    checked.discard((str(self._registry_uri), name))
 
         def delete_registered_model(self, name: str) -> None:
             try:

@@ -154,3 +154,14 @@ def test_a_model_deleted_through_the_client_is_checked_again(versions: Any) -> N
     client._get_registry_client().set_registered_model_tag(MODEL, IS_PROMPT_TAG_KEY, "true")
     with pytest.raises(MlflowException):
         client.set_registered_model_tag(MODEL, "t", "v")
+
+
+def test_a_model_tagged_a_prompt_through_the_client_is_refused_afterwards(versions: Any) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.prompt.constants import IS_PROMPT_TAG_KEY
+
+    client = versions(1)
+    client.set_registered_model_tag(MODEL, "t", "v")  # checked: not a prompt
+    client.set_registered_model_tag(MODEL, IS_PROMPT_TAG_KEY, "true")  # MLflow's client lets it be made one
+    with pytest.raises(MlflowException):
+        client.set_model_version_tag(MODEL, "1", "t", "v")
