@@ -265,6 +265,55 @@ def audit_reads(counts: tuple[int, ...] = (10, 100, 1000), repeats: int = 5) -> 
     return rows
 
 
+WRITES_HEADER = ["versions", "tag, MLflow client", "tag, registry client", "serving URI, MLflow client",
+                 "serving URI, registry client", "pending move (settle)"]  # fmt: skip
+
+
+def registry_writes(counts: tuple[int, ...] = (10, 100, 1000), repeats: int = 5) -> list[list[Any]]:
+    """What a daily decision step's registry calls cost as the registered model grows (a version a day),
+    CPU ms, embedded MLflow: a version tag (gate, promote and reject write 2 to 10 tags, aliases and
+    cards) and the serving check's resolution of ``models:/<name>/<version>`` (promote), each with
+    MLflow's own client (its prompt check, ``get_registered_model``, loads every version each time) and
+    with :func:`lifelong.registry._client` (that check once per model and process); and the read of a
+    pending alias move (``settle``, at every promote and reject), which still loads every version."""
+    import mlflow
+
+    from lifelong import aliases, registry
+    from lifelong.config import load_settings
+
+    rows = []
+    with isolated_project():
+        client = registry._client()
+        uri = load_settings().mlflow_tracking_uri
+        stock = mlflow.MlflowClient(uri, uri)
+        experiment = registry._experiment(client, MODEL)
+        client.create_registered_model(MODEL)
+        run_id = client.create_run(experiment).info.run_id
+        made = 0
+        for count in counts:
+            for _ in range(made, count):
+                client.create_model_version(MODEL, f"runs:/{run_id}/model", run_id)
+            made = count
+            last = str(count)
+            calls = {
+                "tag, MLflow client": lambda last=last: stock.set_model_version_tag(MODEL, last, "bench", "x"),
+                "tag, registry client": lambda last=last: client.set_model_version_tag(MODEL, last, "bench", "x"),
+                "serving URI, MLflow client": lambda last=last: stock.get_model_version_download_uri(MODEL, last),
+                "serving URI, registry client": lambda last=last: client.get_model_version_download_uri(MODEL, last),
+                "pending move (settle)": lambda: aliases.pending(client, MODEL),
+            }
+            timings = {}
+            for name, call in calls.items():
+                spent = []
+                for _ in range(repeats):
+                    began = time.process_time()
+                    call()
+                    spent.append(time.process_time() - began)
+                timings[name] = statistics.median(spent)
+            rows.append([count, *(f"{t * 1000:.1f}" for t in timings.values())])
+    return rows
+
+
 def gx_validations(counts: tuple[int, ...] = (40, 100, 200)) -> list[list[Any]]:
     """One day's GX validation (CPU s, median of the last 10) after ``counts`` days validated: GX keeping
     every result (as before issue 21) and keeping the newest ``RESULTS_KEPT`` (now), side by side."""
@@ -414,6 +463,7 @@ def report(
     seconds: float,
     title_note: str = "",
     reads: list[list[Any]] | None = None,
+    writes: list[list[Any]] | None = None,
     gx: list[list[Any]] | None = None,
     dvc: list[list[Any]] | None = None,
 ) -> Report:
@@ -476,6 +526,21 @@ def report(
             "`registry.last_champion_move` reads the audit experiment's tag that names it and the event by its key:",
             "",
             md_table(["audit events", "whole log (ms)", "last_champion_move (ms)"], reads),
+        ]
+    if writes:
+        first, last = float(writes[0][2]), float(writes[-1][2])
+        name = f"a version tag at {writes[-1][0]} model versions within {TARGET_RATIO}x of {writes[0][0]}"
+        targets = [*targets, Target(name, last <= TARGET_RATIO * first, f"{first:.1f} ms -> {last:.1f} ms CPU")]
+        parts += [
+            "",
+            "A daily decision step's registry calls as the registered model grows (CPU ms, median of 5, embedded "
+            "MLflow): MLflow's client checks the model is no prompt before every tag, alias and card write and "
+            "in resolving `models:/<name>/<version>`, with `get_registered_model`, which loads every version; "
+            "`registry._client()` makes that check once per model and process. The pending alias move that "
+            "`settle` reads at every promote and reject still loads every version (a registered model's tags "
+            "have no cheaper read in MLflow's API):",
+            "",
+            md_table(WRITES_HEADER, writes),
         ]
     if gx:
         *gx_rows, (_, *labels) = gx
@@ -554,6 +619,7 @@ def bench_args(argv: list[str]) -> Report:
     elif not args.no_micro:
         micro = {
             "reads": audit_reads((10, 100, 300) if args.quick else (10, 100, 1000)),
+            "writes": registry_writes((10, 100, 300) if args.quick else (10, 100, 1000)),
             # from 40 days: GX keeps RESULTS_KEPT (30) results, so the store is as full as it gets
             "gx": gx_validations((35, 60) if args.quick else (40, 100, 200)),
             "dvc": dvc_records((10, 100, 300) if args.quick else (10, 100, 1000)),

@@ -286,11 +286,13 @@ class ServingCheckFailed(RegistryError):
     """The logged serving model cannot be loaded, or does not answer its input example as its signature says."""
 
 
-def check_serving_model(model_uri: str) -> None:
+def check_serving_model(model_uri: str, *, source: str | None = None) -> None:
     """Load ``model_uri`` with ``mlflow.pyfunc`` and predict its input example; raise if it does not serve.
 
     What a serving endpoint would do first: the prediction must have one row per example row,
-    the shape the signature declares for the rest, and only finite values.
+    the shape the signature declares for the rest, and only finite values. ``source``: where the
+    files are downloaded from when the caller resolved ``model_uri`` already (a registered version's
+    download URI, :func:`lifelong.registry.check_serving`); the messages still name ``model_uri``.
     """
     import mlflow
     import numpy as np
@@ -304,7 +306,7 @@ def check_serving_model(model_uri: str) -> None:
     os.environ[NO_PICKLE_ENV] = "false"
     with tempfile.TemporaryDirectory(prefix="lifelong-serving-") as tmp:
         try:
-            local = mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp)
+            local = mlflow.artifacts.download_artifacts(source or model_uri, dst_path=tmp)
             example = Model.load(local).load_input_example(local)
             loaded = mlflow.pyfunc.load_model(local)
             if example is None:

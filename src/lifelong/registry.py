@@ -23,6 +23,7 @@ model-changing step complete first when a crash left it pending (:func:`settle`)
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -150,7 +151,59 @@ def _client() -> MlflowClient:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    return mlflow.MlflowClient(uri, uri)
+    return _bounded_client_class()(uri, uri)
+
+
+@functools.cache
+def _bounded_client_class() -> type[MlflowClient]:
+    """``MlflowClient`` whose writes to a registered model read every version of it once per process, not
+    once per write.
+
+    MLflow 3's client checks that the model it tags, aliases or describes is not a prompt
+    (``_raise_if_prompt``) with ``get_registered_model``, which on the SQL store builds
+    ``latest_versions`` by loading every version of the model (``search_registered_models`` by the exact
+    name is no cheaper: it picks the latest versions with a window over every version, three times). A
+    daily gate, promotion or rejection makes 2 to 10 such writes, each a row per candidate ever
+    registered. This client makes MLflow's own check the first time a process writes to a model, and
+    remembers the models that passed it (per registry URI). Anything that fails the check (no such
+    model, a prompt) is never remembered and fails as MLflow fails it; deleting or renaming a model,
+    or tagging it a prompt, through this client forgets it. Not seen: another process deleting the
+    model and making a prompt of that name, or tagging the model a prompt, while this one runs (lifelong
+    makes no prompts; a write to a model that is gone fails in MLflow's store instead, not found).
+    """
+    import mlflow
+    from mlflow.prompt.constants import IS_PROMPT_TAG_KEY
+
+    checked: set[tuple[str, str]] = set()  # (registry URI, model name) that passed MLflow's check
+
+    class BoundedClient(mlflow.MlflowClient):
+        def _raise_if_prompt(self, name: str) -> None:
+            key = (str(self._registry_uri), name)
+            if key in checked:
+                return
+            super()._raise_if_prompt(name)  # type: ignore[misc]
+            checked.add(key)
+
+        def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
+            try:
+                super().set_registered_model_tag(name, key, value)
+            finally:
+                if key == IS_PROMPT_TAG_KEY:
+                    checked.discard((str(self._registry_uri), name))
+
+        def delete_registered_model(self, name: str) -> None:
+            try:
+                super().delete_registered_model(name)
+            finally:  # after MLflow's own call, whose check would remember the name again
+                checked.discard((str(self._registry_uri), name))
+
+        def rename_registered_model(self, name: str, new_name: str) -> Any:
+            try:
+                return super().rename_registered_model(name, new_name)
+            finally:
+                checked.discard((str(self._registry_uri), name))
+
+    return BoundedClient
 
 
 def _experiment(client: MlflowClient, name: str) -> str:
@@ -614,7 +667,18 @@ def check_serving(model_name: str, version: str | int) -> None:
     loaded, fails on its example, or answers with non-finite values or another shape than its
     signature's.
     """
-    artifacts.check_serving_model(f"models:/{_check('model', model_name)}/{version}")
+    _check_serving(_client(), _check("model", model_name), str(version))
+
+
+def _check_serving(client: MlflowClient, model_name: str, version: str) -> None:
+    """:func:`check_serving` with the version's files found by this module's client: MLflow's own
+    resolution of ``models:/<name>/<version>`` reads every version of the model (see
+    :func:`_bounded_client_class`); the download URI it would resolve to is the same."""
+    try:
+        source = client.get_model_version_download_uri(model_name, version)
+    except Exception:  # noqa: BLE001 - unresolvable here: MLflow's resolution gives the reason
+        source = None
+    artifacts.check_serving_model(f"models:/{model_name}/{version}", source=source)
 
 
 def promote(model_name: str, version: str | int, decision: GateDecision, *, trigger: str) -> dict[str, Any]:
@@ -649,7 +713,7 @@ def promote(model_name: str, version: str | int, decision: GateDecision, *, trig
             f"v{recorded['champion_version']}, but v{current} is champion now; judge it again"
         )
     if current != version:
-        artifacts.check_serving_model(f"models:/{model_name}/{version}")
+        _check_serving(client, model_name, version)
     # approved first: whatever step a crash interrupts, champion names a complete, approved version
     _tag_decision(client, model_name, version, "approved", decision)
     faults.checkpoint("promote_alias")
