@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from lifelong.data.dvcrepo import DataVersionError
@@ -32,7 +33,7 @@ def _oid(cached: Path) -> str:
     return "".join(cached.parts[-2:])
 
 
-def holds(folder: Path, files: dict[str, Path]) -> bool:
+def holds(folder: Path, files: Mapping[str, Path]) -> bool:
     """Whether ``folder`` holds exactly ``files`` (relative path -> cached object), byte for byte."""
     found = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
     return found == set(files) and all(md5_of(folder / rel) == _oid(src) for rel, src in files.items())
@@ -45,7 +46,7 @@ def _remove_stale(parent: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def export(md5: str, files: dict[str, Path], target: Path, *, tidy: bool = False) -> bool:
+def export(md5: str, files: Mapping[str, Path], target: Path, *, tidy: bool = False) -> bool:
     """Copy data version ``md5``'s cached ``files`` into the new folder ``target``.
 
     Returns False when ``target`` already held exactly these files (left as it is). Raises
