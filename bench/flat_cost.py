@@ -456,6 +456,12 @@ def _judge(rows: list[dict[str, Any]], checkpoints: tuple[int, ...], suffix: str
     return table, targets
 
 
+def _micro_target(name: str, first: Any, last: Any, unit: str) -> Target:
+    """A micro measurement's target: the last count's CPU time within TARGET_RATIO of the first's."""
+    a, b = float(first), float(last)
+    return Target(name, b <= TARGET_RATIO * a, f"{unit.format(a)} -> {unit.format(b)} CPU")
+
+
 def report(
     data: dict[str, Any],
     checkpoints: tuple[int, ...],
@@ -528,9 +534,8 @@ def report(
             md_table(["audit events", "whole log (ms)", "last_champion_move (ms)"], reads),
         ]
     if writes:
-        first, last = float(writes[0][2]), float(writes[-1][2])
         name = f"a version tag at {writes[-1][0]} model versions within {TARGET_RATIO}x of {writes[0][0]}"
-        targets = [*targets, Target(name, last <= TARGET_RATIO * first, f"{first:.1f} ms -> {last:.1f} ms CPU")]
+        targets = [*targets, _micro_target(name, writes[0][2], writes[-1][2], "{:.1f} ms")]
         parts += [
             "",
             "A daily decision step's registry calls as the registered model grows (CPU ms, median of 5, embedded "
@@ -544,9 +549,8 @@ def report(
         ]
     if gx:
         *gx_rows, (_, *labels) = gx
-        first, last = float(gx_rows[0][-1]), float(gx_rows[-1][-1])
         name = f"GX validation after {gx_rows[-1][0]} days within {TARGET_RATIO}x of after {gx_rows[0][0]}"
-        targets = [*targets, Target(name, last <= TARGET_RATIO * first, f"{first:.3f} s -> {last:.3f} s CPU")]
+        targets = [*targets, _micro_target(name, gx_rows[0][-1], gx_rows[-1][-1], "{:.3f} s")]
         parts += [
             "",
             "One day's GX validation (`data.validate.validate`, CPU s, median of the last 10) after N days "
@@ -557,9 +561,8 @@ def report(
             md_table(["days validated", *labels], gx_rows),
         ]
     if dvc:
-        first, last = float(dvc[0][1]), float(dvc[-1][1])
         name = f"DVC record with {dvc[-1][0]} partitions within {TARGET_RATIO}x of {dvc[0][0]}"
-        targets = [*targets, Target(name, last <= TARGET_RATIO * first, f"{first:.3f} s -> {last:.3f} s CPU")]
+        targets = [*targets, _micro_target(name, dvc[0][1], dvc[-1][1], "{:.3f} s")]
         parts += [
             "",
             "Recording one more partition (`dvcrepo.record`: `dvc add data` + `dvc push` to the local remote, "
