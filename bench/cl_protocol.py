@@ -290,6 +290,18 @@ def _epochs_for(iters: int, samples: int, batch: int) -> int:
     return max(1, math.ceil(iters / math.ceil(samples / batch)))
 
 
+def new_learner(
+    pixels: int, scenario: str, spec: StrategySpec, *, hidden: tuple[int, ...], lr: float, seed: int, device: str
+) -> tuple[LearnerState, TrainSpec]:
+    """The protocol's MLP with ``spec``'s strategy, and its training settings (epochs to be set per fit)."""
+    out_dim = 2 if scenario == "domain" else 10
+    arch = ArchitectureSpec(type="mlp_classifier", in_channels=1, length=pixels, out_dim=out_dim, hidden=hidden)
+    base = TrainSpec(
+        lr=lr, lr_decay=1.0, batch_size=128, grad_clip=0.0, val_fraction=0.0, patience=0, seed=seed, device=device
+    )
+    return LearnerState.new(arch, base, spec), base
+
+
 def run_sequence(
     tasks: list[Task],
     scenario: str,
@@ -305,14 +317,8 @@ def run_sequence(
     fisher_variant: FisherVariant = "exact",
 ) -> list[list[float]]:
     """Learn ``tasks`` in order (or jointly); the accuracy matrix."""
-    pixels = tasks[0][0].shape[-1]
-    out_dim = 2 if scenario == "domain" else 10
-    arch = ArchitectureSpec(type="mlp_classifier", in_channels=1, length=pixels, out_dim=out_dim, hidden=hidden)
     spec = strategy_for(method, scenario, settings, ewc_lambda, fisher_variant)
-    base = TrainSpec(
-        lr=lr, lr_decay=1.0, batch_size=128, grad_clip=0.0, val_fraction=0.0, patience=0, seed=seed, device=device
-    )
-    state = LearnerState.new(arch, base, spec)
+    state, base = new_learner(tasks[0][0].shape[-1], scenario, spec, hidden=hidden, lr=lr, seed=seed, device=device)
     # the paper's EWC: one penalty per task (our plain ``ewc`` keeps the last task's only)
     strategy = make_strategy(spec, "classification", state, per_task_anchors=method == "EWC (per task)")
     R = metrics.new_matrix(len(tasks))
@@ -382,7 +388,7 @@ def jobs_for(
     ``lambdas`` and ``variants`` (the Fisher's: ``exact``, ``empirical``) are swept for online EWC; the other
     methods run once per seed, with the exact Fisher and the default lambda.
     ``empirical_lambdas``: online EWC's lambdas with the empirical Fisher, when they differ (its entries
-    are hundreds of times smaller than the exact Fisher's on a confident model: :func:`fisher_scale`).
+    are smaller than the exact Fisher's on a model that fits its task: :func:`fisher_scale` measures by how much).
     """
     # one key per configuration, whatever the command line: online EWC always names its lambda (the sweep is
     # for it), None has none, EWC+ER keeps the default lambda and names none
@@ -518,14 +524,10 @@ def fisher_scale(settings: Settings, seed: int, device: str) -> list[dict[str, f
     task = permuted_tasks(load_data(), settings, seed)[0]
     xtr, ytr = task[0], task[1]
     y = scenario_labels("permuted", ytr)
-    arch = ArchitectureSpec(
-        type="mlp_classifier", in_channels=1, length=xtr.shape[-1], out_dim=10, hidden=settings.permuted_hidden
-    )
-    epochs = _epochs_for(settings.permuted_iters, len(xtr), 128)
-    train = TrainSpec(lr=settings.permuted_lr, lr_decay=1.0, batch_size=128, grad_clip=0.0, val_fraction=0.0,
-                      patience=0, seed=seed, device=device, epochs=epochs)  # fmt: skip
     spec = strategy_for("None", "permuted", settings)
-    state = LearnerState.new(arch, train, spec)
+    state, base = new_learner(xtr.shape[-1], "permuted", spec, hidden=settings.permuted_hidden,
+                              lr=settings.permuted_lr, seed=seed, device=device)  # fmt: skip
+    train = _with_epochs(base, _epochs_for(settings.permuted_iters, len(xtr), base.batch_size))
     fit(state, xtr, y, train=train, strategy=make_strategy(spec, "classification", state))
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(xtr), generator=g)[: settings.fisher_samples]
