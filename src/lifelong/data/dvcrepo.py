@@ -247,7 +247,7 @@ def _entries(object_path: Callable[[str], Path], md5: str) -> list[dict] | None:
         entries = json.loads(manifest.read_text())
         where = _object_strings(object_path, entries)
         complete = all(os.path.isfile(where(entry["md5"])) for entry in entries)
-    except (ValueError, KeyError, TypeError, IndexError):
+    except (ValueError, KeyError, TypeError):
         return None
     return entries if complete else None
 
