@@ -231,6 +231,16 @@ def read_log(path: Path) -> dict[str, Any]:
     return {**meta, "rows": [line for line in lines if not line.get("meta")]}
 
 
+def _median_cpu(call: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """``call()`` ``repeats`` times: the median CPU seconds of this process, and the last call's result."""
+    spent, result = [], None
+    for _ in range(repeats):
+        began = time.process_time()
+        result = call()
+        spent.append(time.process_time() - began)
+    return statistics.median(spent), result
+
+
 def audit_reads(counts: tuple[int, ...] = (10, 100, 1000), repeats: int = 5) -> list[list[Any]]:
     """What reading the last champion move costs as the audit log grows: listing the whole log and
     taking its last move (the read before issue 21) against :func:`lifelong.registry.last_champion_move`
@@ -254,13 +264,8 @@ def audit_reads(counts: tuple[int, ...] = (10, 100, 1000), repeats: int = 5) -> 
                 ("whole log", lambda: [e for e in registry.history(MODEL) if e["event"] in audit.CHAMPION_MOVES][-1]),
                 ("last_champion_move", lambda: registry.last_champion_move(MODEL)),
             ):
-                spent = []
-                for _ in range(repeats):
-                    began = time.process_time()
-                    last = read()
-                    spent.append(time.process_time() - began)
+                timings[name], last = _median_cpu(read, repeats)
                 assert last is not None and last["version"] == str(count - (1 if count % 2 else 2) + 1)
-                timings[name] = statistics.median(spent)
             rows.append([count, f"{timings['whole log'] * 1000:.1f}", f"{timings['last_champion_move'] * 1000:.1f}"])
     return rows
 
@@ -302,14 +307,7 @@ def registry_writes(counts: tuple[int, ...] = (10, 100, 1000), repeats: int = 5)
                 "serving URI, registry client": lambda last=last: client.get_model_version_download_uri(MODEL, last),
                 "pending move (settle)": lambda: aliases.pending(client, MODEL),
             }
-            timings = {}
-            for name, call in calls.items():
-                spent = []
-                for _ in range(repeats):
-                    began = time.process_time()
-                    call()
-                    spent.append(time.process_time() - began)
-                timings[name] = statistics.median(spent)
+            timings = {name: _median_cpu(call, repeats)[0] for name, call in calls.items()}
             rows.append([count, *(f"{t * 1000:.1f}" for t in timings.values())])
     return rows
 
