@@ -454,6 +454,11 @@ def _judge(rows: list[dict[str, Any]], checkpoints: tuple[int, ...], suffix: str
     return table, targets
 
 
+def _captioned(caption: str, header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A report paragraph and its table."""
+    return ["", caption, "", md_table(header, rows)]
+
+
 def _micro_target(name: str, first: Any, last: Any, unit: str) -> Target:
     """A micro measurement's target: the last count's CPU time within TARGET_RATIO of the first's."""
     a, b = float(first), float(last)
@@ -523,53 +528,49 @@ def report(
         md_table(["day", "RSS (MiB)"], rss_rows),
     ]
     if reads:
-        parts += [
-            "",
+        parts += _captioned(
             "Reading the last champion move as the audit log grows (CPU ms, median of 5; one promotion or "
             "rejection recorded a day, embedded MLflow): the read before this change listed the whole log, "
             "`registry.last_champion_move` reads the audit experiment's tag that names it and the event by its key:",
-            "",
-            md_table(["audit events", "whole log (ms)", "last_champion_move (ms)"], reads),
-        ]
+            ["audit events", "whole log (ms)", "last_champion_move (ms)"],
+            reads,
+        )
     if writes:
         name = f"a version tag at {writes[-1][0]} model versions within {TARGET_RATIO}x of {writes[0][0]}"
         targets = [*targets, _micro_target(name, writes[0][2], writes[-1][2], "{:.1f} ms")]
-        parts += [
-            "",
+        parts += _captioned(
             "A daily decision step's registry calls as the registered model grows (CPU ms, median of 5, embedded "
             "MLflow): MLflow's client checks the model is no prompt before every tag, alias and card write and "
             "in resolving `models:/<name>/<version>`, with `get_registered_model`, which loads every version; "
             "`registry._client()` makes that check once per model and process. The pending alias move that "
             "`settle` reads at every promote and reject still loads every version (a registered model's tags "
             "have no cheaper read in MLflow's API):",
-            "",
-            md_table(WRITES_HEADER, writes),
-        ]
+            WRITES_HEADER,
+            writes,
+        )
     if gx:
         *gx_rows, (_, *labels) = gx
         name = f"GX validation after {gx_rows[-1][0]} days within {TARGET_RATIO}x of after {gx_rows[0][0]}"
         targets = [*targets, _micro_target(name, gx_rows[0][-1], gx_rows[-1][-1], "{:.3f} s")]
-        parts += [
-            "",
+        parts += _captioned(
             "One day's GX validation (`data.validate.validate`, CPU s, median of the last 10) after N days "
             "validated, in one run: GX keeping every result (before this change; its Data Docs index builder lists "
             "the whole result store on every run) and keeping the newest ones (every result stays in "
             "`reports/validation/`):",
-            "",
-            md_table(["days validated", *labels], gx_rows),
-        ]
+            ["days validated", *labels],
+            gx_rows,
+        )
     if dvc:
         name = f"DVC record with {dvc[-1][0]} partitions within {TARGET_RATIO}x of {dvc[0][0]}"
         targets = [*targets, _micro_target(name, dvc[0][1], dvc[-1][1], "{:.3f} s")]
-        parts += [
-            "",
+        parts += _captioned(
             "Recording one more partition (`dvcrepo.record`: `dvc add data` + `dvc push` to the local remote, "
             "CPU s, median of 3) with N partitions stored: DVC hashes, indexes and pushes the whole `data/` "
             "output each day (not fixed here: it needs pushing only the day's objects, or a store split in "
             "several DVC outputs):",
-            "",
-            md_table(["partitions stored", "record (s CPU)"], dvc),
-        ]
+            ["partitions stored", "record (s CPU)"],
+            dvc,
+        )
     settings = f"{data['days']} days asked, {ran} run; {data['stores']}; vic_elec, `{MODEL}` as in params.yaml"
     if data.get("commit"):
         settings += f"; the day-by-day run's code: commit {data['commit'][:12]}"
